@@ -1,0 +1,132 @@
+//! Certificates for development and for installs without cert-manager: a CA and a serving
+//! certificate signed by it (`tandem certs`), and the throwaway pair `tandem serve` makes
+//! for itself when it is given none.
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+/// Writing certificates failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CertsError {
+    #[error("generating the certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The files written: PEM CA certificate and key, serving certificate and key.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA certificate, base64 of its PEM: what a MutatingWebhookConfiguration's
+    /// `caBundle` takes.
+    pub ca_bundle: String,
+}
+
+/// The DNS names the API server uses to reach a webhook Service.
+pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
+    vec![
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+        format!("{service}.{namespace}"),
+        service.to_string(),
+    ]
+}
+
+/// Writes a new CA and a certificate for `names` signed by it into `dir`, valid for `days`
+/// (the CA for ten times as long, so that the serving certificate can be renewed under it).
+pub fn write(dir: &Path, names: &[String], days: u32) -> Result<Written, CertsError> {
+    let now = OffsetDateTime::now_utc();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "tandem webhook CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params.not_before = now - Duration::hours(1);
+    ca_params.not_after = now + Duration::days(i64::from(days) * 10);
+    let ca_key = KeyPair::generate()?;
+    let ca_key_pem = ca_key.serialize_pem();
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
+
+    let mut params = CertificateParams::new(names.to_vec())?;
+    let common_name = names.first().map_or("tandem", String::as_str);
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(i64::from(days));
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca)?;
+
+    fs::create_dir_all(dir).map_err(|source| CertsError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let ca_pem = ca.pem();
+    let written = Written {
+        ca_cert: save(dir, "ca.crt", &ca_pem, false)?,
+        ca_key: save(dir, "ca.key", &ca_key_pem, true)?,
+        cert: save(dir, "tls.crt", &cert.pem(), false)?,
+        key: save(dir, "tls.key", &key.serialize_pem(), true)?,
+        ca_bundle: base64::engine::general_purpose::STANDARD.encode(ca_pem),
+    };
+    Ok(written)
+}
+
+/// The development pair for `tandem serve` without `--tls-cert`: reused while it is there.
+pub fn development(dir: &Path) -> Result<Written, CertsError> {
+    let cert = dir.join("tls.crt");
+    let key = dir.join("tls.key");
+    let ca_cert = dir.join("ca.crt");
+    if cert.is_file() && key.is_file() && ca_cert.is_file() {
+        let ca_bundle = fs::read(&ca_cert)
+            .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
+            .unwrap_or_default();
+        return Ok(Written {
+            ca_key: dir.join("ca.key"),
+            ca_cert,
+            cert,
+            key,
+            ca_bundle,
+        });
+    }
+    let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
+    write(dir, &names, 30)
+}
+
+/// Writes `contents` to `dir/name`; keys are readable by their owner only.
+fn save(dir: &Path, name: &str, contents: &str, secret: bool) -> Result<PathBuf, CertsError> {
+    let path = dir.join(name);
+    let wrap = |source| CertsError::Write {
+        path: path.clone(),
+        source,
+    };
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if secret { 0o600 } else { 0o644 });
+    }
+    let mut file = options.open(&path).map_err(wrap)?;
+    file.write_all(contents.as_bytes()).map_err(wrap)?;
+    Ok(path)
+}

@@ -1,0 +1,243 @@
+//! The command line (every `serve` flag also an environment variable), parsed by clap and
+//! checked into plain values before anything starts.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::annotations::DEFAULT_PREFIX;
+
+/// tandem: one annotation, and the pod gets its log shipper, metrics adapter, ambassador or
+/// git clone, done right.
+#[derive(Debug, Parser)]
+#[command(name = "tandem", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the mutating admission webhook (HTTPS) and the metrics and health endpoints.
+    Serve(ServeArgs),
+    /// Mutate Pods and workload pod templates offline: YAML in, YAML out.
+    Inject(InjectArgs),
+    /// Say which patterns apply to each pod, why, and what would be added.
+    Explain(ExplainArgs),
+    /// Work with policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Write a CA and a serving certificate for the webhook's Service.
+    Certs(CertsArgs),
+    /// Print the InjectionPolicy CustomResourceDefinition.
+    Crd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files; errors carry file and line. Exits non-zero on any.
+    Check {
+        /// A directory of YAML files, or one file.
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS webhook listener.
+    #[arg(long, env = "TANDEM_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+
+    /// PEM certificate chain; reloaded when the file changes. Without it (and --tls-key), a
+    /// self-signed development certificate is generated under --dev-cert-dir.
+    #[arg(long, env = "TANDEM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key; reloaded when the file changes.
+    #[arg(long, env = "TANDEM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle: require client certificates signed by it (mTLS from the API server).
+    #[arg(long, env = "TANDEM_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Where the development certificate goes when no --tls-cert is given.
+    #[arg(long, env = "TANDEM_DEV_CERT_DIR", default_value = "certs/dev")]
+    pub dev_cert_dir: PathBuf,
+
+    /// A directory of InjectionPolicy YAML files, watched and reloaded.
+    #[arg(long, env = "TANDEM_POLICIES")]
+    pub policies: Option<PathBuf>,
+
+    /// Watch InjectionPolicy objects and Namespaces through the API server.
+    #[arg(long, env = "TANDEM_KUBE")]
+    pub kube: bool,
+
+    /// Address of the plain-HTTP listener for /metrics, /healthz and /readyz.
+    #[arg(long, env = "TANDEM_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+
+    #[arg(long, env = "TANDEM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// The prefix of tandem's annotation keys.
+    #[arg(long, env = "TANDEM_ANNOTATION_PREFIX", default_value = DEFAULT_PREFIX, value_parser = parse_prefix)]
+    pub annotation_prefix: String,
+
+    /// The largest request body accepted, in bytes (the API server's own limit is 3 MiB).
+    #[arg(long, env = "TANDEM_MAX_BODY", default_value_t = 3 * 1024 * 1024)]
+    pub max_body: usize,
+
+    /// After SIGTERM: how long /readyz reports false while serving on, so that endpoints
+    /// are removed before the listener closes.
+    #[arg(long, env = "TANDEM_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// Then: how long in-flight reviews get to finish.
+    #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// A YAML or JSON file (multi-document), or `-` for standard input.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+
+    /// The namespace of objects that do not name one.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+
+    /// Labels of the namespace, for policies that select namespaces: `team=payments,env=prod`.
+    #[arg(long, value_parser = parse_labels, default_value = "")]
+    pub namespace_labels: Labels,
+
+    /// Annotations of the namespace (tandem.dev/* keys are inherited by its pods).
+    #[arg(long, value_parser = parse_labels, default_value = "")]
+    pub namespace_annotations: Labels,
+
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// A directory (or file) of InjectionPolicy YAML, on top of the built-in ones.
+    #[arg(long)]
+    pub policies: Option<PathBuf>,
+
+    #[arg(long, default_value = DEFAULT_PREFIX, value_parser = parse_prefix)]
+    pub annotation_prefix: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// The webhook's Service name.
+    #[arg(long)]
+    pub service: String,
+    /// The Service's namespace.
+    #[arg(long)]
+    pub namespace: String,
+    /// Where ca.crt, ca.key, tls.crt and tls.key are written.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Validity of the serving certificate (the CA gets ten times as long).
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+}
+
+/// `k=v,k2=v2` as an ordered list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels(pub Vec<(String, String)>);
+
+fn parse_labels(text: &str) -> Result<Labels, String> {
+    let mut pairs = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not key=value"))?;
+        pairs.push((key.trim().to_string(), value.trim().to_string()));
+    }
+    Ok(Labels(pairs))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text == "0" || text == "0s" {
+        return Ok(Duration::ZERO);
+    }
+    crate::pattern::parse_duration(text).map_err(|problem| format!("{text:?} {problem}; accepted: 0s, 500ms, 5s, 1m"))
+}
+
+fn parse_prefix(text: &str) -> Result<String, String> {
+    crate::pattern::check_dns_subdomain(text)
+        .map(|()| text.to_string())
+        .map_err(|problem| format!("{text:?} {problem}; accepted: a DNS name such as tandem.dev"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let cli = Cli::try_parse_from(["tandem", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.addr.to_string(), "0.0.0.0:8443");
+        assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:9090");
+        assert_eq!(args.annotation_prefix, "tandem.dev");
+        assert_eq!(args.max_body, 3 * 1024 * 1024);
+        assert!(args.tls_cert.is_none());
+    }
+
+    #[test]
+    fn cert_needs_key() {
+        let error = Cli::try_parse_from(["tandem", "serve", "--tls-cert", "a.crt"]).unwrap_err();
+        assert!(error.to_string().contains("--tls-key"), "{error}");
+    }
+
+    #[test]
+    fn labels_parse() {
+        assert_eq!(
+            parse_labels("team=payments, env=prod").unwrap().0,
+            vec![("team".into(), "payments".into()), ("env".into(), "prod".into())]
+        );
+        assert!(parse_labels("team").is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! From resolved patterns to a [`Plan`]: the containers, volumes, mounts and annotations to
+//! add to one pod. One file per pattern; what they share (names, security context, profile
+//! rendering, mounts into app containers) is here. Pure functions of data.
+
+mod ambassador;
+mod git_clone;
+mod log_shipper;
+mod metrics_adapter;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, SeccompProfile, SecurityContext, Volume,
+    VolumeMount,
+};
+
+use crate::{
+    annotations::{self, DEFAULT_CONTAINER},
+    invalid::{Invalid, Reason},
+    pattern::Pattern,
+    pod::Pod,
+    policy::{
+        resolve::{Resolution, Resolved},
+        types::{OnInvalid, SidecarMode},
+    },
+};
+
+/// The non-root user injected containers run as when the profile does not say.
+pub const DEFAULT_USER: i64 = 65532;
+
+/// What to add to a pod. [`crate::patch::render`] turns it into JSON patch operations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// The patterns added, in order.
+    pub patterns: Vec<Pattern>,
+    /// Inserted, in this order, before the pod's own init containers: a one-time clone
+    /// first, then native sidecars.
+    pub init_containers: Vec<Container>,
+    /// Appended to `containers` (classic sidecars).
+    pub containers: Vec<Container>,
+    pub volumes: Vec<Volume>,
+    /// Mounts added to app containers, by index into `spec.containers`.
+    pub mounts: Vec<(usize, VolumeMount)>,
+    /// Annotations to set; keys the pod already has are left alone, except `injected`.
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+}
+
+/// A plan, or why the pod is denied, with the warnings to return either way.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub plan: Plan,
+    pub denied: Vec<Invalid>,
+    pub warned: Vec<Invalid>,
+    /// Patterns a previous review already added.
+    pub already: Vec<Pattern>,
+}
+
+/// Plans every resolved pattern; a pattern whose injector finds a problem is dropped with
+/// a warning or denies the pod, as its policy's `onInvalid` says.
+pub fn plan(pod: &Pod<'_>, prefix: &str, resolution: &Resolution) -> Outcome {
+    let mut outcome = Outcome {
+        plan: Plan::default(),
+        denied: resolution.denied.clone(),
+        warned: resolution.warned.clone(),
+        already: resolution.already.clone(),
+    };
+    let mut builder = Builder::new(pod, prefix);
+    for resolved in &resolution.patterns {
+        let mut trial = builder.clone();
+        let result = match resolved.pattern {
+            Pattern::LogShipper => log_shipper::plan(&mut trial, resolved),
+            Pattern::MetricsAdapter => metrics_adapter::plan(&mut trial, resolved),
+            Pattern::Ambassador => ambassador::plan(&mut trial, resolved),
+            Pattern::GitClone => git_clone::plan(&mut trial, resolved),
+        };
+        match result {
+            Ok(()) => {
+                trial.plan.patterns.push(resolved.pattern);
+                builder = trial;
+            }
+            Err(invalid) => match resolved.on_invalid {
+                OnInvalid::Warn => outcome.warned.push(invalid),
+                OnInvalid::Deny => outcome.denied.push(invalid),
+            },
+        }
+    }
+    if !outcome.denied.is_empty() || builder.plan.patterns.is_empty() {
+        return outcome;
+    }
+    builder.finish(&outcome.already);
+    outcome.plan = builder.plan;
+    outcome
+}
+
+/// Patterns whose containers the pod already has: a second review of a mutated pod (the
+/// API server's reinvocation, or a pod copied with its injected containers) adds nothing.
+pub fn present(pod: &Pod<'_>) -> Vec<Pattern> {
+    Pattern::ALL
+        .into_iter()
+        .filter(|pattern| {
+            let names: &[&str] = match pattern {
+                Pattern::GitClone => &[Pattern::GitClone.container_name(), git_clone::SYNC_CONTAINER],
+                other => &[other.container_name()],
+            };
+            pod.container_names().any(|name| names.contains(&name))
+        })
+        .collect()
+}
+
+/// A plan under construction, with the names and ports already taken in the pod.
+#[derive(Clone)]
+pub(crate) struct Builder<'p> {
+    pod: &'p Pod<'p>,
+    prefix: &'p str,
+    containers: BTreeSet<String>,
+    volumes: BTreeSet<String>,
+    /// Container ports in use in the pod's network namespace, with who uses them.
+    ports: BTreeMap<u16, String>,
+    pub plan: Plan,
+}
+
+impl<'p> Builder<'p> {
+    fn new(pod: &'p Pod<'p>, prefix: &'p str) -> Self {
+        let mut ports = BTreeMap::new();
+        for container in pod
+            .spec
+            .containers
+            .iter()
+            .chain(pod.spec.init_containers.iter().flatten())
+        {
+            for port in container.ports.iter().flatten() {
+                if let Ok(number) = u16::try_from(port.container_port) {
+                    ports.insert(number, container.name.to_string());
+                }
+            }
+        }
+        Builder {
+            pod,
+            prefix,
+            containers: pod.container_names().map(str::to_string).collect(),
+            volumes: pod.volume_names().map(str::to_string).collect(),
+            ports,
+            plan: Plan::default(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        self.prefix
+    }
+
+    /// `base`, or `base-2`, `base-3`… if the pod already has a container of that name.
+    pub fn container_name(&mut self, base: &str) -> String {
+        unique(&mut self.containers, base)
+    }
+
+    pub fn volume_name(&mut self, base: &str) -> String {
+        unique(&mut self.volumes, base)
+    }
+
+    /// Claims `port` in the pod's network namespace for `container`.
+    pub fn claim_port(
+        &mut self,
+        port: u16,
+        container: &str,
+        resolved: &Resolved,
+        option: &str,
+    ) -> Result<(), Invalid> {
+        if let Some(user) = self.ports.get(&port) {
+            return Err(Invalid {
+                source: resolved.source(self.prefix, option),
+                value: port.to_string(),
+                problem: format!("is already used by container {user} of this pod"),
+                accepted: "a port no other container of the pod uses".into(),
+                reason: Reason::Conflict,
+                pattern: Some(resolved.pattern),
+            });
+        }
+        self.ports.insert(port, container.to_string());
+        Ok(())
+    }
+
+    /// A port number near `preferred` that no container uses, claimed for `container`.
+    pub fn free_port(&mut self, preferred: u16, container: &str) -> u16 {
+        let port = (preferred..=u16::MAX)
+            .find(|p| !self.ports.contains_key(p))
+            .expect("a pod cannot use every port above the preferred one");
+        self.ports.insert(port, container.to_string());
+        port
+    }
+
+    pub fn add_volume(&mut self, volume: Volume) {
+        self.plan.volumes.push(volume);
+    }
+
+    /// A one-time init container, run before the pod's own.
+    pub fn add_init(&mut self, container: Container) {
+        self.plan.init_containers.push(container);
+    }
+
+    /// A sidecar: a native one (init container with `restartPolicy: Always`) or a classic
+    /// one (appended to `containers`).
+    pub fn add_sidecar(&mut self, mut container: Container, mode: SidecarMode) {
+        match mode {
+            SidecarMode::Native => {
+                container.restart_policy = Some("Always".into());
+                self.plan.init_containers.push(container);
+            }
+            SidecarMode::Classic => {
+                // Probes other than readiness would restart a classic sidecar needlessly,
+                // and a startup probe cannot hold the app back: keep readiness only.
+                container.startup_probe = None;
+                self.plan.containers.push(container);
+            }
+        }
+    }
+
+    /// Mounts `volume` at `path` in the app containers the `containers` option names (all
+    /// by default), refusing a path a container already mounts something at.
+    pub fn mount_in_apps(
+        &mut self,
+        resolved: &Resolved,
+        mount: VolumeMount,
+        path_option: &str,
+    ) -> Result<(), Invalid> {
+        let targets = self.app_containers(resolved)?;
+        for index in targets {
+            let container = &self.pod.spec.containers[index];
+            let taken = container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == mount.mount_path)
+                || self
+                    .plan
+                    .mounts
+                    .iter()
+                    .any(|(i, m)| *i == index && m.mount_path == mount.mount_path);
+            if taken {
+                return Err(Invalid {
+                    source: resolved.source(self.prefix, path_option),
+                    value: mount.mount_path.clone(),
+                    problem: format!(
+                        "is a path container {} already mounts a volume at",
+                        container.name
+                    ),
+                    accepted: "a path no volume is mounted at in that container".into(),
+                    reason: Reason::Conflict,
+                    pattern: Some(resolved.pattern),
+                });
+            }
+            self.plan.mounts.push((index, mount.clone()));
+        }
+        Ok(())
+    }
+
+    /// Indices of the app containers named by the `containers` option (all by default).
+    fn app_containers(&self, resolved: &Resolved) -> Result<Vec<usize>, Invalid> {
+        let containers = &self.pod.spec.containers;
+        let Some(names) = resolved.option("containers") else {
+            return Ok((0..containers.len()).collect());
+        };
+        names
+            .split(',')
+            .map(str::trim)
+            .map(|name| {
+                containers
+                    .iter()
+                    .position(|c| c.name == name)
+                    .ok_or_else(|| Invalid {
+                        source: resolved.source(self.prefix, "containers"),
+                        value: names.to_string(),
+                        problem: format!("names {name:?}, which is not an app container of this pod"),
+                        accepted: containers
+                            .iter()
+                            .map(|c| &*c.name)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        reason: Reason::InvalidValue,
+                        pattern: Some(resolved.pattern),
+                    })
+            })
+            .collect()
+    }
+
+    /// Sets an annotation unless the pod (or an earlier pattern) has set it.
+    pub fn annotate_if_unset(&mut self, key: &str, value: impl Into<String>) {
+        if self.pod.annotation(key).is_none() && !self.plan.annotations.contains_key(key) {
+            self.plan.annotations.insert(key.to_string(), value.into());
+        }
+    }
+
+    /// The annotations every mutated pod gets.
+    fn finish(&mut self, already: &[Pattern]) {
+        let mut injected: Vec<Pattern> = already.to_vec();
+        injected.extend(&self.plan.patterns);
+        injected.sort_by_key(|p| Pattern::ALL.iter().position(|q| q == p));
+        injected.dedup();
+        let names: Vec<&str> = injected.iter().map(|p| p.name()).collect();
+        self.plan.annotations.insert(
+            format!("{}/{}", self.prefix, annotations::INJECTED),
+            names.join(","),
+        );
+        // `kubectl logs` and `exec` pick this container when none is named; without it
+        // they would complain about the injected ones.
+        if let Some(first) = self.pod.spec.containers.first() {
+            let name = first.name.to_string();
+            self.annotate_if_unset(DEFAULT_CONTAINER, name);
+        }
+    }
+}
+
+fn unique(taken: &mut BTreeSet<String>, base: &str) -> String {
+    let name = std::iter::once(base.to_string())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|candidate| !taken.contains(candidate))
+        .expect("an unused name exists");
+    taken.insert(name.clone());
+    name
+}
+
+/// The Pod Security Standard "restricted" context, with a read-only root filesystem.
+pub fn restricted(user: i64, group: i64) -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(user),
+        run_as_group: Some(group),
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The container a profile describes, named `name`, with `{{option}}` placeholders filled
+/// from the resolved options and `computed` values.
+pub fn render(name: String, resolved: &Resolved, computed: &[(&str, &str)]) -> Container {
+    let profile = &resolved.profile.profile;
+    let fill = |text: &String| fill(text, resolved, computed);
+    let user = profile.run_as_user.unwrap_or(DEFAULT_USER);
+    Container {
+        name,
+        image: Some(profile.image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: (!profile.command.is_empty()).then(|| profile.command.iter().map(fill).collect()),
+        args: (!profile.args.is_empty()).then(|| profile.args.iter().map(fill).collect()),
+        env: (!profile.env.is_empty()).then(|| {
+            profile
+                .env
+                .iter()
+                .map(|env| EnvVar {
+                    value: env.value.as_ref().map(fill),
+                    ..env.clone()
+                })
+                .collect()
+        }),
+        ports: (!profile.ports.is_empty()).then(|| profile.ports.clone()),
+        resources: Some(profile.resources.clone()),
+        security_context: Some(restricted(user, profile.run_as_group.unwrap_or(user))),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    }
+}
+
+fn fill(text: &str, resolved: &Resolved, computed: &[(&str, &str)]) -> String {
+    if !text.contains("{{") {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        // Placeholders were checked when the profile was loaded: every `{{` is closed.
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = after[..end].trim();
+        let value = computed
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .or_else(|| resolved.option(name))
+            .unwrap_or_default();
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A named container port.
+pub fn port(name: &str, number: u16) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: i32::from(number),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+/// An emptyDir volume.
+pub fn empty_dir(name: String) -> Volume {
+    Volume {
+        name,
+        empty_dir: Some(Default::default()),
+        ..Default::default()
+    }
+}
+
+pub fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+/// A problem with an option's value that only the injector can see.
+pub fn conflict(resolved: &Resolved, prefix: &str, option: &str, problem: String, accepted: &str) -> Invalid {
+    Invalid {
+        source: resolved.source(prefix, option),
+        value: resolved.option(option).unwrap_or_default().to_string(),
+        problem,
+        accepted: accepted.into(),
+        reason: Reason::Conflict,
+        pattern: Some(resolved.pattern),
+    }
+}

@@ -1,0 +1,38 @@
+//! tandem: a Kubernetes mutating admission webhook for the classic multi-container pod
+//! patterns — log shipper, metrics adapter, proxy ambassador, git clone — one annotation each.
+//!
+//! A review flows through plain functions of data; only the server and the policy sources
+//! are async:
+//!
+//! ```text
+//! HTTPS → admission::review → annotations::parse → policy::resolve → inject::plan
+//!       → patch::render → response
+//! ```
+//!
+//! - [`server`]: listeners, TLS (reloaded when the files change), shutdown.
+//! - [`admission`]: AdmissionReview in, AdmissionReview out.
+//! - [`engine`]: one pod from JSON to patch; shared with `tandem inject` and `explain`.
+//! - [`annotations`], [`pattern`]: what users type, parsed and checked.
+//! - [`policy`]: InjectionPolicy (and its CRD), its sources, the compiled snapshot, resolution.
+//! - [`inject`]: one module per pattern, each turning a resolved pattern into containers,
+//!   volumes and mounts.
+//! - [`patch`]: the plan as RFC 6902 operations; the only place JSON pointers are built.
+//! - [`offline`]: `inject` and `explain` over YAML files.
+
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod annotations;
+pub mod app;
+pub mod certs;
+pub mod config;
+pub mod engine;
+pub mod inject;
+pub mod invalid;
+pub mod offline;
+pub mod patch;
+pub mod pattern;
+pub mod pod;
+pub mod policy;
+pub mod server;
+pub mod telemetry;

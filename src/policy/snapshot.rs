@@ -1,0 +1,599 @@
+//! The compiled, immutable view of every policy and namespace that a review reads.
+//!
+//! Built when policies or namespaces change (never while answering a review): selectors and
+//! globs compiled, profiles merged into one table, and for each known namespace the
+//! policies that apply to it merged in advance, so a review does a map look-up or two.
+
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+    fmt,
+    sync::Arc,
+};
+
+use crate::{
+    annotations::Annotations,
+    invalid::Source,
+    pattern::{Kind, Pattern, PerPattern},
+    policy::{
+        selector::{Labels, Selector},
+        types::{InjectionPolicy, InjectionPolicySpec, OnInvalid, OptionValue, Profile, SidecarMode},
+    },
+};
+
+/// The label every namespace carries since Kubernetes 1.21; known even without `--kube`.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Placeholders a pattern's injector fills in besides the options.
+pub fn computed_placeholders(pattern: Pattern) -> &'static [&'static str] {
+    match pattern {
+        Pattern::Ambassador => &["bootstrap"],
+        _ => &[],
+    }
+}
+
+/// A policy that failed to load: which one, which field, what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("policy {policy:?}: {field}: {message}")]
+pub struct PolicyError {
+    pub policy: String,
+    /// A path into the document, such as `spec.profiles.log-shipper.loki.args[3]`.
+    pub field: String,
+    pub message: String,
+}
+
+/// A profile and the policy that defined it.
+#[derive(Clone, Debug)]
+pub struct ProfileEntry {
+    pub profile: Arc<Profile>,
+    pub policy: Arc<str>,
+}
+
+/// A namespace as the API server (or `explain --namespace-labels`) describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A setting and the policy it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ByPolicy<T> {
+    pub value: T,
+    pub policy: Arc<str>,
+}
+
+/// What the matching policies decide for one pod, merged by ascending priority: for each
+/// setting the last (highest-priority) policy that sets it wins; `defaults` merge option by
+/// option, `enforce` accumulates.
+#[derive(Clone, Debug, Default)]
+pub struct Effective {
+    /// Patterns switched on by default (by the highest-priority policy listing them), with
+    /// their options (`profile` among them), each from the policy that set it.
+    pub defaults: PerPattern<Option<ByPolicy<BTreeMap<String, ByPolicy<String>>>>>,
+    pub overrides: PerPattern<Option<ByPolicy<Vec<String>>>>,
+    pub enforce: PerPattern<Option<Arc<str>>>,
+    pub allowed_images: Option<ByPolicy<Arc<[glob::Pattern]>>>,
+    pub allowed_git_hosts: Option<ByPolicy<Arc<[String]>>>,
+    pub sidecar_mode: Option<ByPolicy<SidecarMode>>,
+    pub on_invalid: Option<ByPolicy<OnInvalid>>,
+}
+
+impl Effective {
+    fn merge(&mut self, policy: &Compiled) {
+        let name = &policy.name;
+        let spec = &policy.spec;
+        let from = |value| ByPolicy {
+            value,
+            policy: name.clone(),
+        };
+        for (pattern, options) in spec.defaults.iter() {
+            let merged = self.defaults.get_mut(pattern).get_or_insert_with(|| ByPolicy {
+                value: BTreeMap::new(),
+                policy: name.clone(),
+            });
+            merged.policy = name.clone();
+            for (key, value) in options {
+                merged.value.insert(key.clone(), from(value.0.clone()));
+            }
+        }
+        for (pattern, allowed) in spec.overrides.iter() {
+            *self.overrides.get_mut(pattern) = Some(ByPolicy {
+                value: allowed.clone(),
+                policy: name.clone(),
+            });
+        }
+        for pattern in &spec.enforce {
+            *self.enforce.get_mut(*pattern) = Some(name.clone());
+        }
+        if let Some(images) = &policy.allowed_images {
+            self.allowed_images = Some(ByPolicy {
+                value: images.clone(),
+                policy: name.clone(),
+            });
+        }
+        if let Some(hosts) = &spec.allowed_git_hosts {
+            self.allowed_git_hosts = Some(ByPolicy {
+                value: hosts.clone().into(),
+                policy: name.clone(),
+            });
+        }
+        if let Some(mode) = spec.sidecar_mode {
+            self.sidecar_mode = Some(from_copy(mode, name));
+        }
+        if let Some(on_invalid) = spec.on_invalid {
+            self.on_invalid = Some(from_copy(on_invalid, name));
+        }
+    }
+
+    /// Whether a pod without annotations of ours can still get something.
+    pub fn switches_anything_on(&self) -> bool {
+        Pattern::ALL
+            .iter()
+            .any(|&p| self.defaults.get(p).is_some() || self.enforce.get(p).is_some())
+    }
+}
+
+fn from_copy<T>(value: T, name: &Arc<str>) -> ByPolicy<T> {
+    ByPolicy {
+        value,
+        policy: name.clone(),
+    }
+}
+
+/// A policy with its selectors and globs compiled.
+#[derive(Debug)]
+pub struct Compiled {
+    pub name: Arc<str>,
+    pub spec: InjectionPolicySpec,
+    namespaces: Selector,
+    pods: Selector,
+    allowed_images: Option<Arc<[glob::Pattern]>>,
+}
+
+/// A namespace with the policies that apply to it already chosen (and merged, when none of
+/// them looks at pod labels).
+#[derive(Clone, Debug)]
+pub struct NamespaceView {
+    pub annotations: Annotations,
+    /// Indices into [`Snapshot::policies`] whose namespace selector matches.
+    candidates: Vec<usize>,
+    /// The merge of all candidates, when none of them has a pod selector.
+    merged: Option<Arc<Effective>>,
+    /// Whether a pod without annotations can get anything here.
+    pub switches_anything_on: bool,
+}
+
+/// Everything a review needs from the policies, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub prefix: String,
+    /// Ascending by (priority, name).
+    policies: Vec<Compiled>,
+    pub profiles: PerPattern<BTreeMap<String, ProfileEntry>>,
+    namespaces: HashMap<String, Arc<NamespaceView>>,
+    /// Whether namespaces come from the API server (`--kube`); without it a namespace is
+    /// known only by its name label.
+    namespaces_known: bool,
+}
+
+impl Snapshot {
+    /// Compiles `policies` (replacing same-named ones in order) and `namespaces`.
+    ///
+    /// Returns the snapshot built from the policies that are valid, and the errors of the
+    /// others. Callers that load a whole set at once (files) reject the set on any error;
+    /// callers that get policies one by one (the API server) skip just the bad ones.
+    pub fn build(
+        prefix: &str,
+        policies: impl IntoIterator<Item = InjectionPolicy>,
+        namespaces: Option<&HashMap<String, NamespaceInfo>>,
+    ) -> (Snapshot, Vec<PolicyError>) {
+        let mut by_name = BTreeMap::new();
+        for policy in policies {
+            let name = policy.metadata.name.clone().unwrap_or_default();
+            by_name.insert(name, policy.spec);
+        }
+        let mut errors = Vec::new();
+        let mut ordered: Vec<(String, InjectionPolicySpec)> = by_name.into_iter().collect();
+        ordered.sort_by(|(a, x), (b, y)| x.priority.cmp(&y.priority).then(a.cmp(b)));
+
+        // Profiles first: defaults and overrides are checked against the merged table.
+        let mut profiles: PerPattern<BTreeMap<String, ProfileEntry>> = PerPattern::default();
+        let mut bad = vec![false; ordered.len()];
+        for (index, (name, spec)) in ordered.iter().enumerate() {
+            let policy: Arc<str> = name.as_str().into();
+            for (pattern, named) in spec.profiles.iter() {
+                for (profile_name, profile) in named {
+                    let field = format!("spec.profiles.{pattern}.{profile_name}");
+                    if let Err(message) = check_profile(pattern, profile_name, profile) {
+                        errors.push(PolicyError {
+                            policy: name.clone(),
+                            field,
+                            message,
+                        });
+                        bad[index] = true;
+                    }
+                }
+            }
+            if bad[index] {
+                continue;
+            }
+            for (pattern, named) in spec.profiles.iter() {
+                for (profile_name, profile) in named {
+                    profiles.get_mut(pattern).insert(
+                        profile_name.clone(),
+                        ProfileEntry {
+                            profile: Arc::new(profile.clone()),
+                            policy: policy.clone(),
+                        },
+                    );
+                }
+            }
+        }
+
+        let mut compiled = Vec::new();
+        for (index, (name, spec)) in ordered.into_iter().enumerate() {
+            if bad[index] {
+                continue;
+            }
+            match compile(&name, spec, &profiles) {
+                Ok(policy) => compiled.push(policy),
+                Err(error) => errors.push(error),
+            }
+        }
+
+        let mut snapshot = Snapshot {
+            prefix: prefix.to_string(),
+            policies: compiled,
+            profiles,
+            namespaces: HashMap::new(),
+            namespaces_known: namespaces.is_some(),
+        };
+        if let Some(namespaces) = namespaces {
+            snapshot.namespaces = namespaces
+                .iter()
+                .map(|(name, info)| (name.clone(), Arc::new(snapshot.view(name, info))))
+                .collect();
+        }
+        (snapshot, errors)
+    }
+
+    /// The policies in ascending priority, for `explain` and tests.
+    pub fn policy_names(&self) -> impl Iterator<Item = &str> {
+        self.policies.iter().map(|p| &*p.name)
+    }
+
+    /// The view of namespace `name`: precomputed when namespaces are known, else built from
+    /// the name label alone.
+    pub fn namespace(&self, name: &str) -> Cow<'_, NamespaceView> {
+        if let Some(view) = self.namespaces.get(name) {
+            return Cow::Borrowed(view);
+        }
+        let info = NamespaceInfo {
+            labels: BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), name.to_string())]),
+            annotations: BTreeMap::new(),
+        };
+        if self.namespaces_known {
+            // A namespace the reflector has not seen yet (created a moment ago): the
+            // API server created it before the pod, so this is rare and short-lived.
+            tracing::debug!(namespace = name, "namespace not in the store yet");
+        }
+        Cow::Owned(self.view(name, &info))
+    }
+
+    fn view(&self, name: &str, info: &NamespaceInfo) -> NamespaceView {
+        let mut labels = info.labels.clone();
+        labels
+            .entry(NAMESPACE_NAME_LABEL.to_string())
+            .or_insert_with(|| name.to_string());
+        let candidates: Vec<usize> = (0..self.policies.len())
+            .filter(|&i| self.policies[i].namespaces.matches(&labels))
+            .collect();
+        let annotations = Annotations::parse(
+            &self.prefix,
+            info.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            |key| Source::Namespace {
+                namespace: name.to_string(),
+                key: key.to_string(),
+            },
+        );
+        let any_pod_selector = candidates.iter().any(|&i| !self.policies[i].pods.is_empty());
+        let switches_anything_on = !annotations.is_empty()
+            || candidates.iter().any(|&i| {
+                let spec = &self.policies[i].spec;
+                !spec.defaults.is_empty() || !spec.enforce.is_empty()
+            });
+        let merged = (!any_pod_selector).then(|| Arc::new(self.merge(candidates.iter().copied())));
+        NamespaceView {
+            annotations,
+            candidates,
+            merged,
+            switches_anything_on,
+        }
+    }
+
+    fn merge(&self, indices: impl Iterator<Item = usize>) -> Effective {
+        let mut effective = Effective::default();
+        for index in indices {
+            effective.merge(&self.policies[index]);
+        }
+        effective
+    }
+
+    /// What the policies decide for a pod with `labels` in namespace view `namespace`.
+    pub fn effective(
+        &self,
+        namespace: &NamespaceView,
+        labels: &(impl Labels + ?Sized),
+    ) -> Arc<Effective> {
+        if let Some(merged) = &namespace.merged {
+            return merged.clone();
+        }
+        Arc::new(
+            self.merge(
+                namespace
+                    .candidates
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.policies[i].pods.matches(labels)),
+            ),
+        )
+    }
+}
+
+fn compile(
+    name: &str,
+    spec: InjectionPolicySpec,
+    profiles: &PerPattern<BTreeMap<String, ProfileEntry>>,
+) -> Result<Compiled, PolicyError> {
+    let error = |field: String, message: String| PolicyError {
+        policy: name.to_string(),
+        field,
+        message,
+    };
+    let namespaces = Selector::compile(spec.selector.namespaces.as_ref())
+        .map_err(|m| error("spec.selector.namespaces".into(), m))?;
+    let pods = Selector::compile(spec.selector.pods.as_ref())
+        .map_err(|m| error("spec.selector.pods".into(), m))?;
+
+    for (pattern, options) in spec.defaults.iter() {
+        let profile_name = match options.get("profile") {
+            Some(OptionValue(name)) => Some(name.as_str()),
+            None => pattern.default_profile(),
+        };
+        let profile = match profile_name {
+            Some(profile_name) => Some(
+                profiles
+                    .get(pattern)
+                    .get(profile_name)
+                    .ok_or_else(|| {
+                        error(
+                            format!("spec.defaults.{pattern}.profile"),
+                            format!(
+                                "no {pattern} profile is called {profile_name:?}; accepted: {}",
+                                profile_names(profiles, pattern)
+                            ),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        for (key, OptionValue(value)) in options {
+            let field = format!("spec.defaults.{pattern}.{key}");
+            match option_kind(pattern, profile.map(|p| &*p.profile), key) {
+                Some(Kind::Profile) => {}
+                Some(kind) => kind
+                    .check(value)
+                    .map_err(|problem| error(field, format!("{value:?} {problem}; accepted: {}", kind.accepted())))?,
+                None => {
+                    return Err(error(
+                        field,
+                        format!(
+                            "{pattern} has no option {key:?}; accepted: {}",
+                            option_names(pattern, profile.map(|p| &*p.profile))
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    for (pattern, allowed) in spec.overrides.iter() {
+        for (i, key) in allowed.iter().enumerate() {
+            let declared = pattern.option(key).is_some()
+                || profiles
+                    .get(pattern)
+                    .values()
+                    .any(|entry| entry.profile.options.contains_key(key));
+            if !declared {
+                return Err(error(
+                    format!("spec.overrides.{pattern}[{i}]"),
+                    format!(
+                        "{pattern} has no option {key:?}; accepted: {}",
+                        option_names(pattern, None)
+                    ),
+                ));
+            }
+        }
+    }
+
+    let allowed_images = match &spec.allowed_images {
+        None => None,
+        Some(globs) => Some(
+            globs
+                .iter()
+                .enumerate()
+                .map(|(i, glob)| {
+                    glob::Pattern::new(glob).map_err(|e| {
+                        error(format!("spec.allowedImages[{i}]"), format!("{glob:?}: {e}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
+        ),
+    };
+    for (i, host) in spec.allowed_git_hosts.iter().flatten().enumerate() {
+        let bare = host.strip_prefix("*.").unwrap_or(host);
+        crate::pattern::check_dns_subdomain(bare).map_err(|problem| {
+            error(
+                format!("spec.allowedGitHosts[{i}]"),
+                format!("{host:?} {problem}; accepted: a host name such as github.com, or *.example.com"),
+            )
+        })?;
+    }
+
+    Ok(Compiled {
+        name: name.into(),
+        spec,
+        namespaces,
+        pods,
+        allowed_images,
+    })
+}
+
+/// The kind of option `key` of `pattern`, with `profile`'s declared options.
+pub fn option_kind(pattern: Pattern, profile: Option<&Profile>, key: &str) -> Option<Kind> {
+    match pattern.option(key) {
+        Some(spec) => Some(spec.kind),
+        None => profile
+            .filter(|p| p.options.contains_key(key))
+            .map(|_| Kind::Text),
+    }
+}
+
+/// For error messages: the options of `pattern` (and `profile`), sorted.
+pub fn option_names(pattern: Pattern, profile: Option<&Profile>) -> String {
+    let mut names: Vec<&str> = pattern.options().iter().map(|o| o.name).collect();
+    if let Some(profile) = profile {
+        names.extend(
+            profile
+                .options
+                .keys()
+                .map(String::as_str)
+                .filter(|k| pattern.option(k).is_none()),
+        );
+    }
+    names.sort_unstable();
+    names.join(", ")
+}
+
+/// For error messages: the profiles of `pattern`, sorted.
+pub fn profile_names(profiles: &PerPattern<BTreeMap<String, ProfileEntry>>, pattern: Pattern) -> String {
+    let names: Vec<&str> = profiles.get(pattern).keys().map(String::as_str).collect();
+    if names.is_empty() {
+        "none are defined".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Checks a profile on its own: image, resources, option names and placeholders.
+fn check_profile(pattern: Pattern, name: &str, profile: &Profile) -> Result<(), String> {
+    crate::pattern::check_dns_label(name).map_err(|p| format!("profile name {p}"))?;
+    if profile.image.trim().is_empty() || profile.image.contains(char::is_whitespace) {
+        return Err(format!("image {:?} is not an image reference", profile.image));
+    }
+    let quantity = |map: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str| {
+        map.as_ref().is_some_and(|m| m.contains_key(key))
+    };
+    let resources = &profile.resources;
+    for (present, what) in [
+        (quantity(&resources.requests, "cpu"), "resources.requests.cpu"),
+        (quantity(&resources.requests, "memory"), "resources.requests.memory"),
+        (quantity(&resources.limits, "memory"), "resources.limits.memory"),
+    ] {
+        if !present {
+            return Err(format!(
+                "{what} is missing; injected containers carry cpu and memory requests and a memory limit"
+            ));
+        }
+    }
+    for user in [profile.run_as_user, profile.run_as_group].into_iter().flatten() {
+        if user <= 0 {
+            return Err(format!(
+                "runAsUser/runAsGroup {user} is root or negative; injected containers run as non-root"
+            ));
+        }
+    }
+    for (key, OptionValue(value)) in &profile.options {
+        let valid_name = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid_name {
+            return Err(format!(
+                "option name {key:?} is not lowercase letters, digits and '-'"
+            ));
+        }
+        if let Some(kind) = option_kind(pattern, Some(profile), key) {
+            if kind != Kind::Profile {
+                kind.check(value).map_err(|problem| {
+                    format!("options.{key}: {value:?} {problem}; accepted: {}", kind.accepted())
+                })?;
+            }
+        }
+    }
+    for (field, text) in templated(profile) {
+        for placeholder in placeholders(text).map_err(|e| format!("{field}: {e}"))? {
+            let known = pattern.option(placeholder).is_some()
+                || profile.options.contains_key(placeholder)
+                || computed_placeholders(pattern).contains(&placeholder);
+            if !known {
+                let mut accepted: Vec<&str> = pattern.options().iter().map(|o| o.name).collect();
+                accepted.extend(profile.options.keys().map(String::as_str));
+                accepted.extend(computed_placeholders(pattern));
+                accepted.sort_unstable();
+                accepted.dedup();
+                return Err(format!(
+                    "{field}: {{{{{placeholder}}}}} in {text:?} names no option of {pattern}; accepted: {}",
+                    accepted.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The texts of a profile that take placeholders, with the field each is in.
+pub fn templated(profile: &Profile) -> impl Iterator<Item = (&'static str, &str)> {
+    profile
+        .command
+        .iter()
+        .map(|t| ("command", t.as_str()))
+        .chain(profile.args.iter().map(|t| ("args", t.as_str())))
+        .chain(profile.env.iter().filter_map(|e| e.value.as_deref()).map(|t| ("env", t)))
+        .chain(profile.annotations.values().map(|t| ("annotations", t.as_str())))
+}
+
+/// The `{{name}}` placeholders in `text`.
+pub fn placeholders(text: &str) -> Result<impl Iterator<Item = &str>, PlaceholderError> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or(PlaceholderError::Unclosed)?;
+        let name = after[..end].trim();
+        if name.is_empty() {
+            return Err(PlaceholderError::Empty);
+        }
+        found.push(name);
+        rest = &after[end + 2..];
+    }
+    Ok(found.into_iter())
+}
+
+/// A `{{` without `}}`, or `{{}}`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PlaceholderError {
+    Unclosed,
+    Empty,
+}
+
+impl fmt::Display for PlaceholderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlaceholderError::Unclosed => f.write_str("\"{{\" without \"}}\""),
+            PlaceholderError::Empty => f.write_str("an empty placeholder \"{{}}\""),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The two listeners and their lifecycle: HTTPS for the webhook (HTTP/1.1 keep-alive and
+//! HTTP/2 by ALPN, `TCP_NODELAY`), plain HTTP for metrics and probes, and a graceful
+//! shutdown: readiness false first, then stop accepting, then let in-flight reviews finish.
+//! The only async HTTP code in tandem.
+
+pub mod routes;
+pub mod tls;
+
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use axum::Router;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use routes::AppState;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Both listeners, bound and not yet serving.
+pub struct Server {
+    webhook: TcpListener,
+    operations: TcpListener,
+    tls: Arc<ServerConfig>,
+    state: Arc<AppState>,
+}
+
+/// How shutdown proceeds after the signal.
+#[derive(Clone, Copy, Debug)]
+pub struct Shutdown {
+    /// Readiness is false and reviews are still answered for this long.
+    pub delay: Duration,
+    /// Then in-flight reviews get this long.
+    pub timeout: Duration,
+}
+
+impl Server {
+    pub async fn bind(
+        webhook: SocketAddr,
+        operations: SocketAddr,
+        tls: Arc<ServerConfig>,
+        state: Arc<AppState>,
+    ) -> io::Result<Server> {
+        Ok(Server {
+            webhook: TcpListener::bind(webhook).await?,
+            operations: TcpListener::bind(operations).await?,
+            tls,
+            state,
+        })
+    }
+
+    pub fn webhook_addr(&self) -> io::Result<SocketAddr> {
+        self.webhook.local_addr()
+    }
+
+    pub fn operations_addr(&self) -> io::Result<SocketAddr> {
+        self.operations.local_addr()
+    }
+
+    /// Serves until `signal` resolves, then shuts down as `shutdown` says.
+    pub async fn run(self, signal: impl Future<Output = ()>, shutdown: Shutdown) {
+        let Server {
+            webhook,
+            operations,
+            tls,
+            state,
+        } = self;
+        let operations_router = routes::operations(state.clone());
+        let operations_task = tokio::spawn(async move {
+            // Probes and scrapes: plain HTTP/1.1, no TLS, nothing to drain.
+            if let Err(error) = axum::serve(operations, operations_router).await {
+                tracing::error!(%error, "the metrics listener failed");
+            }
+        });
+
+        let graceful = GracefulShutdown::new();
+        let acceptor = TlsAcceptor::from(tls);
+        let router = routes::webhook(state.clone());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .keep_alive(true);
+        builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+
+        tokio::pin!(signal);
+        let mut stopping = false;
+        let delay = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(delay);
+        loop {
+            tokio::select! {
+                accepted = webhook.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        serve_connection(stream, peer, &acceptor, &builder, &router, &graceful);
+                    }
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                () = &mut signal, if !stopping => {
+                    stopping = true;
+                    state.stopping.store(true, Ordering::Relaxed);
+                    tracing::info!(delay = ?shutdown.delay, "shutting down: readiness is false, still serving");
+                    delay.as_mut().reset(tokio::time::Instant::now() + shutdown.delay);
+                }
+                () = &mut delay, if stopping => break,
+            }
+        }
+        drop(webhook);
+        let open = graceful.count();
+        tracing::info!(connections = open, timeout = ?shutdown.timeout, "stopped accepting; draining");
+        match tokio::time::timeout(shutdown.timeout, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("all connections closed"),
+            Err(_) => tracing::warn!("drain deadline passed; closing the remaining connections"),
+        }
+        operations_task.abort();
+    }
+}
+
+fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: &TlsAcceptor,
+    builder: &auto::Builder<TokioExecutor>,
+    router: &Router,
+    graceful: &GracefulShutdown,
+) {
+    let acceptor = acceptor.clone();
+    let builder = builder.clone();
+    let service = TowerToHyperService::new(router.clone());
+    let watcher = graceful.watcher();
+    tokio::spawn(async move {
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let connection = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+        if let Err(error) = watcher.watch(connection).await {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+    });
+}

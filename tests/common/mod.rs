@@ -1,0 +1,288 @@
+//! What the integration tests share: the real server started on 127.0.0.1 with a real
+//! certificate, HTTPS clients for HTTP/1.1 and HTTP/2, fixtures, and applying a response's
+//! patch to get the pod the API server would store.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod oracle;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Once},
+    time::Duration,
+};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tandem::{
+    policy::{InjectionPolicy, store::Store},
+    server::{
+        Server, Shutdown,
+        routes::AppState,
+        tls::{self, Files, Reloading},
+    },
+    telemetry::Metrics,
+};
+use tokio::sync::{oneshot, watch};
+
+/// The repository root (fixtures, policies, examples).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// How to start a test server.
+pub struct Options {
+    pub policies: Vec<InjectionPolicy>,
+    pub max_body: usize,
+    pub synced: bool,
+    pub shutdown: Shutdown,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            policies: Vec::new(),
+            max_body: 3 * 1024 * 1024,
+            synced: true,
+            shutdown: Shutdown {
+                delay: Duration::ZERO,
+                timeout: Duration::from_secs(5),
+            },
+        }
+    }
+}
+
+/// A real tandem server on 127.0.0.1 (ephemeral ports), in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub operations: SocketAddr,
+    /// The CA that signed the server's certificate (for `localhost` and `127.0.0.1`).
+    pub ca: PathBuf,
+    pub cert_dir: PathBuf,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub resolver: Arc<Reloading>,
+    pub synced: watch::Sender<bool>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _tls_watch: tls::TlsWatch,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> TestServer {
+        install_crypto();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let cert_dir = dir.path().join("tls");
+        let names = ["localhost", "127.0.0.1"].map(String::from);
+        let written = tandem::certs::write(&cert_dir, &names, 2).expect("test certificates");
+        let metrics = Metrics::new();
+        let store = Store::new("tandem.dev", Some(metrics.clone()));
+        if !options.policies.is_empty() {
+            store.set_files(options.policies);
+        }
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .expect("installed above");
+        let resolver = Reloading::new(
+            Files {
+                cert: written.cert.clone(),
+                key: written.key.clone(),
+            },
+            provider,
+        )
+        .expect("the certificate loads");
+        let config = tls::server_config(resolver.clone(), None).expect("a TLS config");
+        let tls_watch = tls::watch(resolver.clone(), metrics.clone()).expect("watching the certificate");
+        let (synced_tx, synced) = watch::channel(options.synced);
+        let state = Arc::new(AppState {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            max_body: options.max_body,
+            synced,
+            stopping: Default::default(),
+        });
+        let localhost: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let server = Server::bind(localhost, localhost, config, state)
+            .await
+            .expect("binding to 127.0.0.1");
+        let addr = server.webhook_addr().unwrap();
+        let operations = server.operations_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = options.shutdown;
+        let task = tokio::spawn(async move {
+            server
+                .run(
+                    async {
+                        let _ = stopped.await;
+                    },
+                    shutdown,
+                )
+                .await;
+        });
+        TestServer {
+            addr,
+            operations,
+            ca: written.ca_cert,
+            cert_dir,
+            store,
+            metrics,
+            resolver,
+            synced: synced_tx,
+            stop: Some(stop),
+            task: Some(task),
+            _tls_watch: tls_watch,
+            _dir: dir,
+        }
+    }
+
+    /// `https://localhost:<port>/mutate`.
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}/mutate", self.addr.port())
+    }
+
+    pub fn operations_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.operations)
+    }
+
+    /// A client that trusts only the test CA, speaking HTTP/1.1 or (by prior knowledge
+    /// through ALPN) HTTP/2.
+    pub fn client(&self, http2: bool) -> reqwest::Client {
+        client(&self.ca, http2)
+    }
+
+    /// POSTs `review` and returns the status and the parsed body.
+    pub async fn post(&self, client: &reqwest::Client, review: &Value) -> (u16, Value) {
+        let response = client
+            .post(self.url())
+            .header("content-type", "application/json")
+            .body(review.to_string())
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        let body = response.json().await.expect("a JSON body");
+        (status, body)
+    }
+
+    /// Signals shutdown and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Starts shutdown without waiting for it.
+    pub fn signal_stop(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().expect("not stopped yet")
+    }
+}
+
+/// A client trusting `ca` only.
+pub fn client(ca: &Path, http2: bool) -> reqwest::Client {
+    install_crypto();
+    let pem = std::fs::read(ca).expect("the CA file");
+    let certificate = reqwest::Certificate::from_pem(&pem).expect("a PEM CA");
+    let builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(certificate)
+        .timeout(Duration::from_secs(10));
+    let builder = if http2 {
+        builder.http2_prior_knowledge()
+    } else {
+        builder.http1_only()
+    };
+    builder.build().expect("a client")
+}
+
+/// A fixture under `tests/data`.
+pub fn fixture(name: &str) -> Value {
+    let path = root().join("tests/data").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// One of the benchmark kit's fixtures (AdmissionReviews as the API server sends them).
+pub fn bench_fixture(name: &str) -> Value {
+    let path = root().join("../shared/bench/fixtures").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// An AdmissionReview for creating `pod` in `namespace`.
+pub fn review(pod: &Value, namespace: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"},
+        }
+    })
+}
+
+/// The pod the API server would store: the response's patch applied to the request's pod.
+/// Panics unless the response is an allowed v1 AdmissionReview for the request's uid.
+pub fn patched(request: &Value, response: &Value) -> Value {
+    assert_eq!(response["apiVersion"], "admission.k8s.io/v1", "{response}");
+    assert_eq!(response["kind"], "AdmissionReview", "{response}");
+    assert_eq!(response["response"]["uid"], request["request"]["uid"], "uid must be echoed");
+    assert_eq!(response["response"]["allowed"], true, "{response}");
+    let mut pod = request["request"]["object"].clone();
+    if let Some(patch) = response["response"]["patch"].as_str() {
+        assert_eq!(response["response"]["patchType"], "JSONPatch");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(patch)
+            .expect("the patch is base64");
+        let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("the patch is a JSON patch");
+        json_patch::patch(&mut pod, &patch).expect("the patch applies to the pod");
+    }
+    pod
+}
+
+/// Names of the containers tandem added (for the restricted-profile check).
+pub fn injected_containers(pod: &Value) -> Vec<String> {
+    ["initContainers", "containers"]
+        .iter()
+        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .filter(|name| name.starts_with("tandem-"))
+        .map(String::from)
+        .collect()
+}
+
+/// Asserts the oracle accepts `pod` and that tandem's containers are "restricted".
+pub fn assert_valid_pod(pod: &Value) {
+    let injected = injected_containers(pod);
+    let names: Vec<&str> = injected.iter().map(String::as_str).collect();
+    oracle::assert_valid(pod, &names);
+}
