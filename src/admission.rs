@@ -34,7 +34,9 @@ pub enum BadReview {
     Kind(String),
     #[error("apiVersion {0:?} is not supported; accepted: {API_VERSION}")]
     ApiVersion(String),
-    #[error("the AdmissionReview has no request; accepted: a review with a request, as the API server sends")]
+    #[error(
+        "the AdmissionReview has no request; accepted: a review with a request, as the API server sends"
+    )]
     NoRequest,
 }
 
@@ -203,7 +205,9 @@ pub fn review(body: &[u8], snapshot: &Snapshot) -> Result<Reviewed, BadReview> {
         Err(error) => {
             reviewed.verdict = Verdict::Denied;
             reviewed.reasons.push(Reason::InvalidValue);
-            let message = format!("tandem could not read the pod: {error}; accepted: a Pod as the API server sends it");
+            let message = format!(
+                "tandem could not read the pod: {error}; accepted: a Pod as the API server sends it"
+            );
             reviewed.body = respond(&request.uid, Answer::Deny(message), &[]);
             return Ok(reviewed);
         }
@@ -223,7 +227,13 @@ pub fn review(body: &[u8], snapshot: &Snapshot) -> Result<Reviewed, BadReview> {
     Ok(reviewed)
 }
 
-fn answer(uid: &str, pod: &Pod<'_>, evaluation: &Evaluation, warnings: &[String], reviewed: &mut Reviewed) -> Vec<u8> {
+fn answer(
+    uid: &str,
+    pod: &Pod<'_>,
+    evaluation: &Evaluation,
+    warnings: &[String],
+    reviewed: &mut Reviewed,
+) -> Vec<u8> {
     if let Some(message) = evaluation.denial() {
         reviewed.verdict = Verdict::Denied;
         return respond(uid, Answer::Deny(message), warnings);

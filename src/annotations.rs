@@ -7,7 +7,7 @@
 
 use crate::{
     invalid::{Invalid, Reason, Source},
-    pattern::{PerPattern, Pattern},
+    pattern::{Pattern, PerPattern},
 };
 
 /// The prefix of every key unless `--annotation-prefix` says otherwise.
@@ -221,7 +221,10 @@ mod tests {
             ("tandem.dev/log-shipper", "true"),
             ("tandem.dev/log-shipper.path", "/var/log/app"),
             ("tandem.dev/metrics-adapter", "redis"),
-            ("tandem.dev/git-clone", "https://github.com/example/site.git"),
+            (
+                "tandem.dev/git-clone",
+                "https://github.com/example/site.git",
+            ),
             ("tandem.dev/ambassador", "false"),
             ("other.tandem.dev/log-shipper", "x"),
             ("tandem.devx/log-shipper", "x"),
@@ -269,7 +272,10 @@ mod tests {
     fn inject_and_injected() {
         let parsed = parse(&[
             ("tandem.dev/inject", "false"),
-            ("tandem.dev/injected", "log-shipper,git-clone,future-pattern"),
+            (
+                "tandem.dev/injected",
+                "log-shipper,git-clone,future-pattern",
+            ),
         ]);
         assert_eq!(parsed.inject, Some(false));
         assert_eq!(
@@ -284,7 +290,10 @@ mod tests {
     fn custom_prefix() {
         let parsed = Annotations::parse(
             "sidecars.example.com",
-            [("sidecars.example.com/log-shipper", "true"), ("tandem.dev/ambassador", "tcp")],
+            [
+                ("sidecars.example.com/log-shipper", "true"),
+                ("tandem.dev/ambassador", "tcp"),
+            ],
             |key| Source::Pod { key: key.into() },
         );
         assert_eq!(

@@ -62,7 +62,10 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
             })?;
             tracing::info!(policies = policies.len(), dir = %path.display(), "loaded policy files");
             store.set_files(policies);
-            Some(files::watch(path.clone(), store.clone(), metrics.clone()).with_context(|| format!("watching {}", path.display()))?)
+            Some(
+                files::watch(path.clone(), store.clone(), metrics.clone())
+                    .with_context(|| format!("watching {}", path.display()))?,
+            )
         }
         None => None,
     };
@@ -72,7 +75,12 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("connecting to the API server (--kube)")?;
-        let task = tokio::spawn(policy::kube::run(client, store.clone(), synced_tx, metrics.clone()));
+        let task = tokio::spawn(policy::kube::run(
+            client,
+            store.clone(),
+            synced_tx,
+            metrics.clone(),
+        ));
         Some(AbortOnDrop(task))
     } else {
         None
@@ -84,8 +92,12 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
             key: key.clone(),
         },
         _ => {
-            let written = certs::development(&args.dev_cert_dir)
-                .with_context(|| format!("writing a development certificate to {}", args.dev_cert_dir.display()))?;
+            let written = certs::development(&args.dev_cert_dir).with_context(|| {
+                format!(
+                    "writing a development certificate to {}",
+                    args.dev_cert_dir.display()
+                )
+            })?;
             tracing::warn!(
                 cert = %written.cert.display(),
                 ca = %written.ca_cert.display(),
@@ -170,7 +182,11 @@ fn write_certs(args: &CertsArgs) -> anyhow::Result<ExitCode> {
     let written = certs::write(&args.out, &names, args.days)?;
     println!("CA certificate:      {}", written.ca_cert.display());
     println!("CA key:              {}", written.ca_key.display());
-    println!("serving certificate: {} ({})", written.cert.display(), names.join(", "));
+    println!(
+        "serving certificate: {} ({})",
+        written.cert.display(),
+        names.join(", ")
+    );
     println!("serving key:         {}", written.key.display());
     println!("caBundle:");
     println!("{}", written.ca_bundle);

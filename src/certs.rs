@@ -67,8 +67,13 @@ pub fn write(dir: &Path, names: &[String], days: u32) -> Result<Written, CertsEr
 
     let mut params = CertificateParams::new(names.to_vec())?;
     let common_name = names.first().map_or("tandem", String::as_str);
-    params.distinguished_name.push(DnType::CommonName, common_name);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - Duration::hours(1);

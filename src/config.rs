@@ -194,7 +194,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     if text == "0" || text == "0s" {
         return Ok(Duration::ZERO);
     }
-    crate::pattern::parse_duration(text).map_err(|problem| format!("{text:?} {problem}; accepted: 0s, 500ms, 5s, 1m"))
+    crate::pattern::parse_duration(text)
+        .map_err(|problem| format!("{text:?} {problem}; accepted: 0s, 500ms, 5s, 1m"))
 }
 
 fn parse_prefix(text: &str) -> Result<String, String> {
@@ -236,7 +237,10 @@ mod tests {
     fn labels_parse() {
         assert_eq!(
             parse_labels("team=payments, env=prod").unwrap().0,
-            vec![("team".into(), "payments".into()), ("env".into(), "prod".into())]
+            vec![
+                ("team".into(), "payments".into()),
+                ("env".into(), "prod".into())
+            ]
         );
         assert!(parse_labels("team").is_err());
     }

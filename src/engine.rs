@@ -11,8 +11,8 @@ use crate::{
     annotations::Annotations,
     inject::{self, Outcome},
     invalid::{Invalid, Source},
-    pattern::Pattern,
     patch,
+    pattern::Pattern,
     pod::{Pairs, Pod},
     policy::{
         resolve::{self, PodInput, Resolution},

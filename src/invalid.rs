@@ -24,7 +24,7 @@ impl fmt::Display for Source {
         match self {
             Source::Pod { key } => write!(f, "annotation {key}"),
             Source::Namespace { namespace, key } => {
-                write!(f, "annotation {key} of namespace {namespace}")
+                write!(f, "namespace {namespace}: annotation {key}")
             }
             Source::Policy { name, field } => write!(f, "policy {name:?} {field}"),
             Source::Profile { pattern, name } => write!(f, "{pattern} profile {name:?}"),
@@ -87,6 +87,14 @@ pub struct Invalid {
 
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A missing value has nothing to quote: `annotation tandem.dev/x.port is not set`.
+        if self.value.is_empty() && self.reason == Reason::MissingOption {
+            return write!(
+                f,
+                "{} {}; accepted: {}",
+                self.source, self.problem, self.accepted
+            );
+        }
         write!(
             f,
             "{}={:?} {}; accepted: {}",

@@ -45,7 +45,11 @@ fn sites(doc: &Value, pointer: &str, default_namespace: &str, out: &mut Vec<Site
     let describe = format!("{kind} {namespace}/{name}");
     let template = match kind {
         "Pod" => Some(""),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job"
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
         | "ReplicationController" => Some("/spec/template"),
         "PodTemplate" => Some("/template"),
         "CronJob" => Some("/spec/jobTemplate/spec/template"),
@@ -71,7 +75,12 @@ fn sites(doc: &Value, pointer: &str, default_namespace: &str, out: &mut Vec<Site
             .flatten()
             .enumerate()
         {
-            sites(item, &format!("{pointer}/items/{i}"), &namespace_of_list(doc, default_namespace), out);
+            sites(
+                item,
+                &format!("{pointer}/items/{i}"),
+                &namespace_of_list(doc, default_namespace),
+                out,
+            );
         }
     }
 }
@@ -96,12 +105,20 @@ fn read_input(file: &Path) -> anyhow::Result<String> {
 }
 
 fn documents(text: &str, file: &Path) -> anyhow::Result<Vec<Value>> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.to_string().lines().next().unwrap_or_default()))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {}",
+            file.display(),
+            e.to_string().lines().next().unwrap_or_default()
+        )
+    })?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
-fn snapshot(args: &PolicyArgs, namespaces: Option<&HashMap<String, NamespaceInfo>>) -> anyhow::Result<Snapshot> {
+fn snapshot(
+    args: &PolicyArgs,
+    namespaces: Option<&HashMap<String, NamespaceInfo>>,
+) -> anyhow::Result<Snapshot> {
     let mut policies = builtin::policies();
     if let Some(path) = &args.policies {
         let loaded = files::check(path, &args.annotation_prefix).map_err(|errors| {
@@ -116,8 +133,14 @@ fn snapshot(args: &PolicyArgs, namespaces: Option<&HashMap<String, NamespaceInfo
 }
 
 /// Evaluates the pod at `site` in `doc`.
-fn evaluate_site(snapshot: &Snapshot, doc: &Value, site: &Site) -> anyhow::Result<(String, Evaluation)> {
-    let object = doc.pointer(&site.pointer).expect("sites point into their document");
+fn evaluate_site(
+    snapshot: &Snapshot,
+    doc: &Value,
+    site: &Site,
+) -> anyhow::Result<(String, Evaluation)> {
+    let object = doc
+        .pointer(&site.pointer)
+        .expect("sites point into their document");
     let json = object.to_string();
     let pod = Pod::parse(&json).with_context(|| format!("{}: reading the pod", site.describe))?;
     let evaluation = engine::evaluate(snapshot, &site.namespace, &pod);
@@ -145,7 +168,9 @@ pub fn inject(args: &InjectArgs) -> anyhow::Result<ExitCode> {
             }
             let pod = Pod::parse(&json).expect("parsed once already");
             if let Some(patch) = engine::patch(&pod, &evaluation) {
-                let object = doc.pointer_mut(&site.pointer).expect("sites point into their document");
+                let object = doc
+                    .pointer_mut(&site.pointer)
+                    .expect("sites point into their document");
                 json_patch::patch(object, &patch)
                     .with_context(|| format!("{}: applying the patch", site.describe))?;
             }
@@ -212,16 +237,17 @@ struct AddedContainer {
 /// `tandem explain`: which patterns apply to each pod, why, and what would be added.
 pub fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let text = read_input(&args.file)?;
-    let namespaces = (!args.namespace_labels.0.is_empty() || !args.namespace_annotations.0.is_empty())
-        .then(|| {
-            // Every namespace named in the file gets these labels: explain looks at one
-            // namespace at a time.
-            let info = NamespaceInfo {
-                labels: args.namespace_labels.0.iter().cloned().collect(),
-                annotations: args.namespace_annotations.0.iter().cloned().collect(),
-            };
-            HashMap::from([(args.namespace.clone(), info)])
-        });
+    let namespaces = (!args.namespace_labels.0.is_empty()
+        || !args.namespace_annotations.0.is_empty())
+    .then(|| {
+        // Every namespace named in the file gets these labels: explain looks at one
+        // namespace at a time.
+        let info = NamespaceInfo {
+            labels: args.namespace_labels.0.iter().cloned().collect(),
+            annotations: args.namespace_annotations.0.iter().cloned().collect(),
+        };
+        HashMap::from([(args.namespace.clone(), info)])
+    });
     let snapshot = snapshot(&args.policy, namespaces.as_ref())?;
     let docs = documents(&text, &args.file)?;
     let mut explained = Vec::new();
@@ -285,8 +311,16 @@ fn describe(site: &Site, pod: &Pod<'_>, evaluation: &Evaluation) -> Explained {
         },
     };
     let adds = Adds {
-        init_containers: plan.init_containers.iter().map(|c| container(c, true)).collect(),
-        containers: plan.containers.iter().map(|c| container(c, false)).collect(),
+        init_containers: plan
+            .init_containers
+            .iter()
+            .map(|c| container(c, true))
+            .collect(),
+        containers: plan
+            .containers
+            .iter()
+            .map(|c| container(c, false))
+            .collect(),
         volumes: plan
             .volumes
             .iter()
@@ -300,20 +334,37 @@ fn describe(site: &Site, pod: &Pod<'_>, evaluation: &Evaluation) -> Explained {
                     "{} at {}{} in container {} ({})",
                     mount.name,
                     mount.mount_path,
-                    mount.sub_path.as_ref().map(|s| format!(" (subPath {s})")).unwrap_or_default(),
+                    mount
+                        .sub_path
+                        .as_ref()
+                        .map(|s| format!(" (subPath {s})"))
+                        .unwrap_or_default(),
                     pod.spec.containers[*index].name,
-                    if mount.read_only == Some(true) { "read-only" } else { "read-write" }
+                    if mount.read_only == Some(true) {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    }
                 )
             })
             .collect(),
-        annotations: plan.annotations.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        annotations: plan
+            .annotations
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
     };
     Explained {
         object: site.describe.clone(),
         namespace: site.namespace.clone(),
         patterns,
         already_injected: evaluation.outcome.already.clone(),
-        denied: evaluation.outcome.denied.iter().map(ToString::to_string).collect(),
+        denied: evaluation
+            .outcome
+            .denied
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         warnings: evaluation.warnings(),
         adds,
     }
@@ -336,7 +387,11 @@ fn render_text(explained: &[Explained]) -> String {
             let _ = writeln!(out, "  no pattern applies");
         }
         for p in &e.patterns {
-            let _ = writeln!(out, "  {} — on by {}; profile {} ({})", p.pattern, p.why, p.profile, p.profile_from);
+            let _ = writeln!(
+                out,
+                "  {} — on by {}; profile {} ({})",
+                p.pattern, p.why, p.profile, p.profile_from
+            );
             for o in &p.options {
                 let _ = writeln!(out, "      {} = {}    ({})", o.name, o.value, o.from);
             }

@@ -20,13 +20,13 @@ pub fn render(pod: &Pod<'_>, plan: &Plan) -> Patch {
     };
     if !plan.annotations.is_empty() {
         match &pod.metadata.annotations {
-            None => add(
-                &["metadata", "annotations"],
-                json(&plan.annotations),
-            ),
+            None => add(&["metadata", "annotations"], json(&plan.annotations)),
             Some(_) => {
                 for (key, value) in &plan.annotations {
-                    add(&["metadata", "annotations", key], Value::String(value.clone()));
+                    add(
+                        &["metadata", "annotations", key],
+                        Value::String(value.clone()),
+                    );
                 }
             }
         }
@@ -38,7 +38,10 @@ pub fn render(pod: &Pod<'_>, plan: &Plan) -> Patch {
             Some(_) => {
                 // Inserting at 0, 1, 2… keeps the plan's order ahead of the pod's own.
                 for (index, container) in plan.init_containers.iter().enumerate() {
-                    add(&["spec", "initContainers", &index.to_string()], json(container));
+                    add(
+                        &["spec", "initContainers", &index.to_string()],
+                        json(container),
+                    );
                 }
             }
         }
@@ -62,7 +65,8 @@ pub fn render(pod: &Pod<'_>, plan: &Plan) -> Patch {
     let mut started = Vec::new();
     for (index, mount) in &plan.mounts {
         let index_token = index.to_string();
-        let has_mounts = pod.spec.containers[*index].volume_mounts.is_some() || started.contains(index);
+        let has_mounts =
+            pod.spec.containers[*index].volume_mounts.is_some() || started.contains(index);
         if has_mounts {
             add(
                 &["spec", "containers", &index_token, "volumeMounts", "-"],
@@ -110,8 +114,14 @@ mod tests {
         let pod = Pod::parse(r#"{"metadata": {"annotations": {}}}"#).unwrap();
         let patch = render(&pod, &plan_with_annotation(key));
         let text = serde_json::to_string(&patch).unwrap();
-        assert!(text.contains("/metadata/annotations/tandem.dev~1a~0b~1c"), "{text}");
-        let doc = apply(r#"{"metadata": {"annotations": {}}}"#, &plan_with_annotation(key));
+        assert!(
+            text.contains("/metadata/annotations/tandem.dev~1a~0b~1c"),
+            "{text}"
+        );
+        let doc = apply(
+            r#"{"metadata": {"annotations": {}}}"#,
+            &plan_with_annotation(key),
+        );
         assert_eq!(doc["metadata"]["annotations"][key], "v");
     }
 
@@ -122,11 +132,16 @@ mod tests {
         plan.volumes.push(inject::empty_dir("v".into()));
         plan.mounts.push((0, inject::mount("v", "/x", false)));
         plan.mounts.push((0, inject::mount("v", "/y", false)));
-        let doc = apply(r#"{"metadata": {}, "spec": {"containers": [{"name": "a"}]}}"#, &plan);
+        let doc = apply(
+            r#"{"metadata": {}, "spec": {"containers": [{"name": "a"}]}}"#,
+            &plan,
+        );
         assert_eq!(doc["metadata"]["annotations"]["tandem.dev/injected"], "v");
         assert_eq!(doc["spec"]["initContainers"].as_array().unwrap().len(), 1);
         assert_eq!(doc["spec"]["volumes"][0]["name"], "v");
-        let mounts = doc["spec"]["containers"][0]["volumeMounts"].as_array().unwrap();
+        let mounts = doc["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap();
         assert_eq!(mounts.len(), 2);
     }
 
@@ -134,10 +149,11 @@ mod tests {
     fn init_containers_go_first_in_plan_order() {
         let mut plan = Plan::default();
         for name in ["one", "two"] {
-            plan.init_containers.push(k8s_openapi::api::core::v1::Container {
-                name: name.into(),
-                ..Default::default()
-            });
+            plan.init_containers
+                .push(k8s_openapi::api::core::v1::Container {
+                    name: name.into(),
+                    ..Default::default()
+                });
         }
         let doc = apply(
             r#"{"spec": {"containers": [], "initContainers": [{"name": "own"}]}}"#,

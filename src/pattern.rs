@@ -99,10 +99,7 @@ impl FromStr for Pattern {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
-        Pattern::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or(())
+        Pattern::ALL.into_iter().find(|p| p.name() == s).ok_or(())
     }
 }
 
@@ -259,7 +256,12 @@ impl Kind {
     }
 }
 
-const fn opt(name: &'static str, kind: Kind, default: Option<&'static str>, doc: &'static str) -> OptionSpec {
+const fn opt(
+    name: &'static str,
+    kind: Kind,
+    default: Option<&'static str>,
+    doc: &'static str,
+) -> OptionSpec {
     OptionSpec {
         name,
         default,
@@ -588,7 +590,9 @@ pub fn check_dns_label(value: &str) -> Result<(), String> {
 
 /// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
 pub fn check_dns_subdomain(value: &str) -> Result<(), String> {
-    if value.is_empty() || value.len() > 253 || value.split('.').any(|l| check_dns_label(l).is_err())
+    if value.is_empty()
+        || value.len() > 253
+        || value.split('.').any(|l| check_dns_label(l).is_err())
     {
         Err("is not a DNS-1123 subdomain".into())
     } else {
@@ -712,8 +716,16 @@ mod tests {
         assert_eq!(
             parsed,
             vec![
-                Upstream { host: "redis-a.db", port: 6379, weight: 3 },
-                Upstream { host: "redis-b.db", port: 6379, weight: 1 },
+                Upstream {
+                    host: "redis-a.db",
+                    port: 6379,
+                    weight: 3
+                },
+                Upstream {
+                    host: "redis-b.db",
+                    port: 6379,
+                    weight: 1
+                },
             ]
         );
         assert_eq!(parse_upstreams("[::1]:80").unwrap()[0].host, "::1");

@@ -131,10 +131,7 @@ impl Pairs<'_> {
 
 impl Labels for Pairs<'_> {
     fn label(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| &**v)
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| &**v)
     }
 }
 
@@ -190,8 +187,14 @@ mod tests {
         assert_eq!(pod.display_name(), "site-7c6d9b5f4d-*");
         assert_eq!(pod.annotation("tandem.dev/log-shipper"), Some("true"));
         assert_eq!(pod.annotation("q"), Some("a\"b"));
-        assert!(matches!(pod.metadata.labels.as_ref().unwrap().0[0].0, Cow::Borrowed(_)));
-        assert_eq!(pod.spec.containers[0].volume_mounts.as_ref().unwrap()[0].mount_path, "/data");
+        assert!(matches!(
+            pod.metadata.labels.as_ref().unwrap().0[0].0,
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            pod.spec.containers[0].volume_mounts.as_ref().unwrap()[0].mount_path,
+            "/data"
+        );
         assert!(pod.spec.init_containers.is_none());
         assert_eq!(pod.volume_names().collect::<Vec<_>>(), ["data"]);
     }

@@ -65,7 +65,11 @@ impl Metrics {
         let reviews_family = Family::<Labels, Counter>::default();
         let reviews = Verdict::ALL
             .iter()
-            .map(|v| reviews_family.get_or_create(&[("outcome", v.label())]).clone())
+            .map(|v| {
+                reviews_family
+                    .get_or_create(&[("outcome", v.label())])
+                    .clone()
+            })
             .collect();
         registry.register(
             "admission_reviews",
@@ -79,8 +83,8 @@ impl Metrics {
             rejected.clone(),
         );
         let duration = Histogram::new([
-            0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-            1.0,
+            0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+            0.25, 1.0,
         ]);
         registry.register(
             "admission_review_duration_seconds",
@@ -89,7 +93,11 @@ impl Metrics {
         );
         let injections_family = Family::<Labels, Counter>::default();
         let injections = ordered_patterns()
-            .map(|p| injections_family.get_or_create(&[("pattern", p.name())]).clone())
+            .map(|p| {
+                injections_family
+                    .get_or_create(&[("pattern", p.name())])
+                    .clone()
+            })
             .collect();
         registry.register(
             "injections",
@@ -99,7 +107,11 @@ impl Metrics {
         let denials_family = Family::<Labels, Counter>::default();
         let denials = Reason::ALL
             .iter()
-            .map(|r| denials_family.get_or_create(&[("reason", r.label())]).clone())
+            .map(|r| {
+                denials_family
+                    .get_or_create(&[("reason", r.label())])
+                    .clone()
+            })
             .collect();
         registry.register(
             "denials",

@@ -36,7 +36,10 @@ pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invali
             resolved,
             &prefix,
             "protocol",
-            format!("is not a protocol the ambassador speaks (profile {})", resolved.profile_name),
+            format!(
+                "is not a protocol the ambassador speaks (profile {})",
+                resolved.profile_name
+            ),
             "tcp or http",
         ));
     }

@@ -62,7 +62,10 @@ pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invali
     let one_time = |builder: &mut Builder<'_>| {
         let name = builder.container_name(Pattern::GitClone.container_name());
         let mut clone = git_sync(name, resolved, &secret);
-        clone.args.get_or_insert_with(Vec::new).push("--one-time".into());
+        clone
+            .args
+            .get_or_insert_with(Vec::new)
+            .push("--one-time".into());
         clone.volume_mounts = Some(mounts(&secret_mounts));
         builder.add_init(clone);
     };
@@ -76,10 +79,10 @@ pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invali
             let name = builder.container_name(SYNC_CONTAINER);
             let http = builder.free_port(HTTP_PORT, &name);
             let mut syncer = git_sync(name, resolved, &secret);
-            syncer.args.get_or_insert_with(Vec::new).extend([
-                format!("--period={period}"),
-                format!("--http-bind=:{http}"),
-            ]);
+            syncer
+                .args
+                .get_or_insert_with(Vec::new)
+                .extend([format!("--period={period}"), format!("--http-bind=:{http}")]);
             syncer.ports = Some(vec![port(HTTP_PORT_NAME, http)]);
             syncer.volume_mounts = Some(mounts(&secret_mounts));
             // git-sync answers 503 on / until the first sync is done, then 200.

@@ -3,11 +3,7 @@
 //! positions, and the shipper itself as a sidecar. Native sidecars stop after the app, so
 //! the shipper gets to flush what the app wrote last.
 
-use crate::{
-    invalid::Invalid,
-    pattern::Pattern,
-    policy::resolve::Resolved,
-};
+use crate::{invalid::Invalid, pattern::Pattern, policy::resolve::Resolved};
 
 use super::{Builder, empty_dir, mount, render};
 
@@ -22,7 +18,10 @@ pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invali
 
     let name = builder.container_name(Pattern::LogShipper.container_name());
     let mut shipper = render(name, resolved, &[]);
-    shipper.volume_mounts = Some(vec![mount(&logs, path, true), mount(&state, STATE_DIR, false)]);
+    shipper.volume_mounts = Some(vec![
+        mount(&logs, path, true),
+        mount(&state, STATE_DIR, false),
+    ]);
     builder.add_volume(empty_dir(logs));
     builder.add_volume(empty_dir(state));
     builder.add_sidecar(shipper, resolved.sidecar_mode);

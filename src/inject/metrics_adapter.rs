@@ -2,9 +2,7 @@
 //! serves them to Prometheus on a port named `metrics`, plus the usual `prometheus.io/*`
 //! scrape annotations (never overwriting ones the pod has).
 
-use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, EnvFromSource, SecretEnvSource, Volume,
-};
+use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, EnvFromSource, SecretEnvSource, Volume};
 
 use crate::{
     annotations::{PROMETHEUS_PATH, PROMETHEUS_PORT, PROMETHEUS_SCRAPE},

@@ -105,7 +105,10 @@ pub fn present(pod: &Pod<'_>) -> Vec<Pattern> {
         .into_iter()
         .filter(|pattern| {
             let names: &[&str] = match pattern {
-                Pattern::GitClone => &[Pattern::GitClone.container_name(), git_clone::SYNC_CONTAINER],
+                Pattern::GitClone => &[
+                    Pattern::GitClone.container_name(),
+                    git_clone::SYNC_CONTAINER,
+                ],
                 other => &[other.container_name()],
             };
             pod.container_names().any(|name| names.contains(&name))
@@ -275,7 +278,9 @@ impl<'p> Builder<'p> {
                     .ok_or_else(|| Invalid {
                         source: resolved.source(self.prefix, "containers"),
                         value: names.to_string(),
-                        problem: format!("names {name:?}, which is not an app container of this pod"),
+                        problem: format!(
+                            "names {name:?}, which is not an app container of this pod"
+                        ),
                         accepted: containers
                             .iter()
                             .map(|c| &*c.name)
@@ -432,7 +437,13 @@ pub fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
 }
 
 /// A problem with an option's value that only the injector can see.
-pub fn conflict(resolved: &Resolved, prefix: &str, option: &str, problem: String, accepted: &str) -> Invalid {
+pub fn conflict(
+    resolved: &Resolved,
+    prefix: &str,
+    option: &str,
+    problem: String,
+    accepted: &str,
+) -> Invalid {
     Invalid {
         source: resolved.source(prefix, option),
         value: resolved.option(option).unwrap_or_default().to_string(),

@@ -11,14 +11,17 @@ pub const DEFAULT: &str = include_str!("../../policies/default.yaml");
 
 /// The built-in policies, lowest priority first.
 pub fn policies() -> Vec<InjectionPolicy> {
-    [("policies/catalog.yaml", CATALOG), ("policies/default.yaml", DEFAULT)]
-        .into_iter()
-        .flat_map(|(name, text)| {
-            files::parse(name.as_ref(), text)
-                .unwrap_or_else(|errors| panic!("built-in {name} is invalid: {errors:?}"))
-        })
-        .map(|(_, policy)| policy)
-        .collect()
+    [
+        ("policies/catalog.yaml", CATALOG),
+        ("policies/default.yaml", DEFAULT),
+    ]
+    .into_iter()
+    .flat_map(|(name, text)| {
+        files::parse(name.as_ref(), text)
+            .unwrap_or_else(|errors| panic!("built-in {name} is invalid: {errors:?}"))
+    })
+    .map(|(_, policy)| policy)
+    .collect()
 }
 
 #[cfg(test)]
@@ -49,12 +52,25 @@ mod tests {
         let (snapshot, _) = Snapshot::build("tandem.dev", policies(), None);
         for name in ["redis", "nginx", "postgres", "mysql", "statsd", "json"] {
             let entry = snapshot.profiles.get(Pattern::MetricsAdapter).get(name);
-            let profile = &entry.unwrap_or_else(|| panic!("no metrics-adapter profile {name}")).profile;
-            assert!(profile.options.contains_key("port"), "{name} has no default port");
-            assert!(profile.options.contains_key("target"), "{name} has no default target");
+            let profile = &entry
+                .unwrap_or_else(|| panic!("no metrics-adapter profile {name}"))
+                .profile;
+            assert!(
+                profile.options.contains_key("port"),
+                "{name} has no default port"
+            );
+            assert!(
+                profile.options.contains_key("target"),
+                "{name} has no default target"
+            );
         }
         for name in ["tcp", "http"] {
-            assert!(snapshot.profiles.get(Pattern::Ambassador).contains_key(name));
+            assert!(
+                snapshot
+                    .profiles
+                    .get(Pattern::Ambassador)
+                    .contains_key(name)
+            );
         }
     }
 }

@@ -108,7 +108,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<(Location, InjectionPolicy)>
                 continue;
             }
         };
-        if header.kind.as_deref() != Some(KIND) || header.api_version.as_deref() != Some(API_VERSION) {
+        if header.kind.as_deref() != Some(KIND)
+            || header.api_version.as_deref() != Some(API_VERSION)
+        {
             errors.push(FileError {
                 location: location(line_of(doc.text, "kind").unwrap_or(1)),
                 message: format!(
@@ -136,7 +138,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<(Location, InjectionPolicy)>
             Err(error) => errors.push(yaml_error(&error, &location)),
         }
     }
-    if errors.is_empty() { Ok(policies) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
 }
 
 fn yaml_error(error: &serde_saphyr::Error, location: &dyn Fn(usize) -> Location) -> FileError {
@@ -168,7 +174,9 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>, FileError> {
         let entry = entry.map_err(unreadable)?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let yaml = [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext));
+        let yaml = [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| name.ends_with(ext));
         // `entry.path().is_file()` follows the symlinks a ConfigMap volume is made of.
         if yaml && !name.starts_with('.') && entry.path().is_file() {
             found.push(entry.path());
@@ -194,7 +202,11 @@ pub fn load(path: &Path) -> Result<Vec<(Location, InjectionPolicy)>, Vec<FileErr
             }),
         }
     }
-    if errors.is_empty() { Ok(policies) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Loads and validates everything under `path` together with the built-in policies: what
@@ -208,13 +220,24 @@ pub fn check(path: &Path, prefix: &str) -> Result<Vec<InjectionPolicy>, Vec<File
         if let Some(first) = seen.insert(name.clone(), location.clone()) {
             errors.push(FileError {
                 location: location.clone(),
-                message: format!("policy {name:?} is already defined at {first}; accepted: unique names"),
+                message: format!(
+                    "policy {name:?} is already defined at {first}; accepted: unique names"
+                ),
             });
         }
     }
     let policies: Vec<InjectionPolicy> = loaded.iter().map(|(_, p)| p.clone()).collect();
-    let (_, problems) = Snapshot::build(prefix, builtin::policies().into_iter().chain(policies.clone()), None);
-    for PolicyError { policy, field, message } in problems {
+    let (_, problems) = Snapshot::build(
+        prefix,
+        builtin::policies().into_iter().chain(policies.clone()),
+        None,
+    );
+    for PolicyError {
+        policy,
+        field,
+        message,
+    } in problems
+    {
         let location = loaded
             .iter()
             .find(|(_, p)| p.metadata.name.as_deref() == Some(policy.as_str()))
@@ -228,7 +251,11 @@ pub fn check(path: &Path, prefix: &str) -> Result<Vec<InjectionPolicy>, Vec<File
             message: format!("policy {policy:?}: {field}: {message}"),
         });
     }
-    if errors.is_empty() { Ok(policies) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The line of `field` (`spec.profiles.log-shipper.loki.args[3]`) in the document at
@@ -260,7 +287,11 @@ fn line_of(text: &str, field: &str) -> Option<usize> {
     let mut at = 0;
     let mut found = None;
     for key in keys {
-        let quoted = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")];
+        let quoted = [
+            format!("{key}:"),
+            format!("\"{key}\":"),
+            format!("'{key}':"),
+        ];
         let index = (at..lines.len()).find(|&i| {
             let line = lines[i].trim_start().trim_start_matches("- ");
             quoted.iter().any(|q| {
@@ -278,7 +309,11 @@ fn line_of(text: &str, field: &str) -> Option<usize> {
 
 /// Reloads the policies under `path` into `store` whenever something in it changes (edits,
 /// new files, a ConfigMap's `..data` symlink swap). Keeps running until the guard drops.
-pub fn watch(path: PathBuf, store: Arc<Store>, metrics: Arc<Metrics>) -> notify::Result<FilesWatch> {
+pub fn watch(
+    path: PathBuf,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+) -> notify::Result<FilesWatch> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
@@ -286,7 +321,9 @@ pub fn watch(path: PathBuf, store: Arc<Store>, metrics: Arc<Metrics>) -> notify:
         }
     })?;
     let dir = if path.is_file() {
-        path.parent().map(Path::to_path_buf).unwrap_or_else(|| ".".into())
+        path.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into())
     } else {
         path.clone()
     };
@@ -301,10 +338,15 @@ pub fn watch(path: PathBuf, store: Arc<Store>, metrics: Arc<Metrics>) -> notify:
             let prefix = prefix.clone();
             let checked = tokio::task::spawn_blocking(move || check(&path, &prefix))
                 .await
-                .unwrap_or_else(|e| Err(vec![FileError {
-                    location: Location { file: PathBuf::new(), line: 0 },
-                    message: format!("the reload task failed: {e}"),
-                }]));
+                .unwrap_or_else(|e| {
+                    Err(vec![FileError {
+                        location: Location {
+                            file: PathBuf::new(),
+                            line: 0,
+                        },
+                        message: format!("the reload task failed: {e}"),
+                    }])
+                });
             match checked {
                 Ok(policies) => {
                     let count = policies.len();
@@ -355,7 +397,10 @@ mod tests {
     #[test]
     fn line_of_follows_nested_keys() {
         let text = "spec:\n  profiles:\n    log-shipper:\n      loki:\n        image: x\n        args: [a]\n";
-        assert_eq!(line_of(text, "spec.profiles.log-shipper.loki.args[0]"), Some(6));
+        assert_eq!(
+            line_of(text, "spec.profiles.log-shipper.loki.args[0]"),
+            Some(6)
+        );
         assert_eq!(line_of(text, "spec.defaults"), None);
     }
 
@@ -371,6 +416,12 @@ mod tests {
     #[test]
     fn other_kinds_are_named() {
         let errors = parse(Path::new("c.yaml"), "apiVersion: v1\nkind: ConfigMap\n").unwrap_err();
-        assert!(errors[0].to_string().starts_with("c.yaml:2: apiVersion \"v1\" kind \"ConfigMap\""), "{}", errors[0]);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("c.yaml:2: apiVersion \"v1\" kind \"ConfigMap\""),
+            "{}",
+            errors[0]
+        );
     }
 }

@@ -140,7 +140,12 @@ impl<K: std::hash::Hash + Eq, V> Remove<K> for HashMap<K, V> {
 
 /// Follows policies and namespaces until the task is dropped. `ready` becomes true once
 /// both have been listed.
-pub async fn run(client: Client, store: Arc<Store>, ready: watch::Sender<bool>, metrics: Arc<Metrics>) {
+pub async fn run(
+    client: Client,
+    store: Arc<Store>,
+    ready: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+) {
     let config = watcher::Config::default();
     let policies = watcher(Api::<InjectionPolicy>::all(client.clone()), config.clone())
         .default_backoff()

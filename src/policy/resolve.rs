@@ -131,7 +131,12 @@ pub fn resolve<L: Labels + ?Sized>(snapshot: &Snapshot, pod: &PodInput<'_, L>) -
         .map_or(OnInvalid::Deny, |o| o.value);
 
     // Keys that name no pattern cannot be dropped with a pattern: they always deny.
-    for error in pod.annotations.errors.iter().chain(&namespace.annotations.errors) {
+    for error in pod
+        .annotations
+        .errors
+        .iter()
+        .chain(&namespace.annotations.errors)
+    {
         match (error.pattern, on_invalid) {
             (Some(_), OnInvalid::Warn) => resolution.warned.push(error.clone()),
             _ => resolution.denied.push(error.clone()),
@@ -333,7 +338,11 @@ impl Context<'_> {
         }
     }
 
-    fn check_option(&self, option: &OptionAnnotation, profile: &ProfileEntry) -> Result<(), Invalid> {
+    fn check_option(
+        &self,
+        option: &OptionAnnotation,
+        profile: &ProfileEntry,
+    ) -> Result<(), Invalid> {
         let pattern = self.pattern;
         let invalid = |problem: String, accepted: String, reason| Invalid {
             source: option.source.clone(),
@@ -403,7 +412,10 @@ impl Context<'_> {
                         key: format!("{}/{pattern}.{name}", self.snapshot.prefix),
                     },
                     value: String::new(),
-                    problem: format!("is not set, and the {} profile needs it", resolved.profile_name),
+                    problem: format!(
+                        "is not set, and the {} profile needs it",
+                        resolved.profile_name
+                    ),
                     accepted: accepted.into(),
                     reason: Reason::MissingOption,
                     pattern: Some(pattern),
@@ -437,14 +449,19 @@ impl Context<'_> {
                 });
             }
         }
-        if let (Some(allowed), Some(repo)) = (&self.effective.allowed_git_hosts, resolved.option("repo")) {
+        if let (Some(allowed), Some(repo)) =
+            (&self.effective.allowed_git_hosts, resolved.option("repo"))
+        {
             let host = GitUrl::parse(repo).map(|url| url.host).unwrap_or_default();
-            let permitted = allowed.value.iter().any(|pattern| match pattern.strip_prefix("*.") {
-                Some(domain) => host
-                    .strip_suffix(domain)
-                    .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
-                None => pattern.eq_ignore_ascii_case(host),
-            });
+            let permitted = allowed
+                .value
+                .iter()
+                .any(|pattern| match pattern.strip_prefix("*.") {
+                    Some(domain) => host
+                        .strip_suffix(domain)
+                        .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+                    None => pattern.eq_ignore_ascii_case(host),
+                });
             if !permitted {
                 return Err(Invalid {
                     source: resolved.source(&self.snapshot.prefix, "repo"),

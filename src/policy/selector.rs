@@ -82,16 +82,18 @@ impl Selector {
     }
 
     pub fn matches(&self, labels: &(impl Labels + ?Sized)) -> bool {
-        self.requirements.iter().all(|requirement| match requirement {
-            Requirement::In(key, values) => labels
-                .label(key)
-                .is_some_and(|v| values.iter().any(|w| w == v)),
-            Requirement::NotIn(key, values) => labels
-                .label(key)
-                .is_none_or(|v| values.iter().all(|w| w != v)),
-            Requirement::Exists(key) => labels.label(key).is_some(),
-            Requirement::DoesNotExist(key) => labels.label(key).is_none(),
-        })
+        self.requirements
+            .iter()
+            .all(|requirement| match requirement {
+                Requirement::In(key, values) => labels
+                    .label(key)
+                    .is_some_and(|v| values.iter().any(|w| w == v)),
+                Requirement::NotIn(key, values) => labels
+                    .label(key)
+                    .is_none_or(|v| values.iter().all(|w| w != v)),
+                Requirement::Exists(key) => labels.label(key).is_some(),
+                Requirement::DoesNotExist(key) => labels.label(key).is_none(),
+            })
     }
 }
 
@@ -122,9 +124,15 @@ mod tests {
     }
 
     #[rstest]
-    #[case("{matchExpressions: [{key: a, operator: Equals, values: [x]}]}", "operator \"Equals\"")]
+    #[case(
+        "{matchExpressions: [{key: a, operator: Equals, values: [x]}]}",
+        "operator \"Equals\""
+    )]
     #[case("{matchExpressions: [{key: a, operator: In}]}", "needs values")]
-    #[case("{matchExpressions: [{key: a, operator: Exists, values: [x]}]}", "takes no values")]
+    #[case(
+        "{matchExpressions: [{key: a, operator: Exists, values: [x]}]}",
+        "takes no values"
+    )]
     fn bad_selectors(#[case] yaml: &str, #[case] problem: &str) {
         let parsed: LabelSelector = serde_saphyr::from_str(yaml).unwrap();
         let error = Selector::compile(Some(&parsed)).unwrap_err();

@@ -17,7 +17,9 @@ use crate::{
     pattern::{Kind, Pattern, PerPattern},
     policy::{
         selector::{Labels, Selector},
-        types::{InjectionPolicy, InjectionPolicySpec, OnInvalid, OptionValue, Profile, SidecarMode},
+        types::{
+            InjectionPolicy, InjectionPolicySpec, OnInvalid, OptionValue, Profile, SidecarMode,
+        },
     },
 };
 
@@ -88,10 +90,13 @@ impl Effective {
             policy: name.clone(),
         };
         for (pattern, options) in spec.defaults.iter() {
-            let merged = self.defaults.get_mut(pattern).get_or_insert_with(|| ByPolicy {
-                value: BTreeMap::new(),
-                policy: name.clone(),
-            });
+            let merged = self
+                .defaults
+                .get_mut(pattern)
+                .get_or_insert_with(|| ByPolicy {
+                    value: BTreeMap::new(),
+                    policy: name.clone(),
+                });
             merged.policy = name.clone();
             for (key, value) in options {
                 merged.value.insert(key.clone(), from(value.0.clone()));
@@ -291,13 +296,17 @@ impl Snapshot {
             .collect();
         let annotations = Annotations::parse(
             &self.prefix,
-            info.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            info.annotations
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
             |key| Source::Namespace {
                 namespace: name.to_string(),
                 key: key.to_string(),
             },
         );
-        let any_pod_selector = candidates.iter().any(|&i| !self.policies[i].pods.is_empty());
+        let any_pod_selector = candidates
+            .iter()
+            .any(|&i| !self.policies[i].pods.is_empty());
         let switches_anything_on = !annotations.is_empty()
             || candidates.iter().any(|&i| {
                 let spec = &self.policies[i].spec;
@@ -362,29 +371,29 @@ fn compile(
             None => pattern.default_profile(),
         };
         let profile = match profile_name {
-            Some(profile_name) => Some(
-                profiles
-                    .get(pattern)
-                    .get(profile_name)
-                    .ok_or_else(|| {
-                        error(
-                            format!("spec.defaults.{pattern}.profile"),
-                            format!(
-                                "no {pattern} profile is called {profile_name:?}; accepted: {}",
-                                profile_names(profiles, pattern)
-                            ),
-                        )
-                    })?,
-            ),
+            Some(profile_name) => {
+                Some(profiles.get(pattern).get(profile_name).ok_or_else(|| {
+                    error(
+                        format!("spec.defaults.{pattern}.profile"),
+                        format!(
+                            "no {pattern} profile is called {profile_name:?}; accepted: {}",
+                            profile_names(profiles, pattern)
+                        ),
+                    )
+                })?)
+            }
             None => None,
         };
         for (key, OptionValue(value)) in options {
             let field = format!("spec.defaults.{pattern}.{key}");
             match option_kind(pattern, profile.map(|p| &*p.profile), key) {
                 Some(Kind::Profile) => {}
-                Some(kind) => kind
-                    .check(value)
-                    .map_err(|problem| error(field, format!("{value:?} {problem}; accepted: {}", kind.accepted())))?,
+                Some(kind) => kind.check(value).map_err(|problem| {
+                    error(
+                        field,
+                        format!("{value:?} {problem}; accepted: {}", kind.accepted()),
+                    )
+                })?,
                 None => {
                     return Err(error(
                         field,
@@ -437,7 +446,9 @@ fn compile(
         crate::pattern::check_dns_subdomain(bare).map_err(|problem| {
             error(
                 format!("spec.allowedGitHosts[{i}]"),
-                format!("{host:?} {problem}; accepted: a host name such as github.com, or *.example.com"),
+                format!(
+                    "{host:?} {problem}; accepted: a host name such as github.com, or *.example.com"
+                ),
             )
         })?;
     }
@@ -478,7 +489,10 @@ pub fn option_names(pattern: Pattern, profile: Option<&Profile>) -> String {
 }
 
 /// For error messages: the profiles of `pattern`, sorted.
-pub fn profile_names(profiles: &PerPattern<BTreeMap<String, ProfileEntry>>, pattern: Pattern) -> String {
+pub fn profile_names(
+    profiles: &PerPattern<BTreeMap<String, ProfileEntry>>,
+    pattern: Pattern,
+) -> String {
     let names: Vec<&str> = profiles.get(pattern).keys().map(String::as_str).collect();
     if names.is_empty() {
         "none are defined".into()
@@ -491,16 +505,30 @@ pub fn profile_names(profiles: &PerPattern<BTreeMap<String, ProfileEntry>>, patt
 fn check_profile(pattern: Pattern, name: &str, profile: &Profile) -> Result<(), String> {
     crate::pattern::check_dns_label(name).map_err(|p| format!("profile name {p}"))?;
     if profile.image.trim().is_empty() || profile.image.contains(char::is_whitespace) {
-        return Err(format!("image {:?} is not an image reference", profile.image));
+        return Err(format!(
+            "image {:?} is not an image reference",
+            profile.image
+        ));
     }
-    let quantity = |map: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str| {
-        map.as_ref().is_some_and(|m| m.contains_key(key))
-    };
+    let quantity =
+        |map: &Option<
+            BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >,
+         key: &str| { map.as_ref().is_some_and(|m| m.contains_key(key)) };
     let resources = &profile.resources;
     for (present, what) in [
-        (quantity(&resources.requests, "cpu"), "resources.requests.cpu"),
-        (quantity(&resources.requests, "memory"), "resources.requests.memory"),
-        (quantity(&resources.limits, "memory"), "resources.limits.memory"),
+        (
+            quantity(&resources.requests, "cpu"),
+            "resources.requests.cpu",
+        ),
+        (
+            quantity(&resources.requests, "memory"),
+            "resources.requests.memory",
+        ),
+        (
+            quantity(&resources.limits, "memory"),
+            "resources.limits.memory",
+        ),
     ] {
         if !present {
             return Err(format!(
@@ -508,7 +536,10 @@ fn check_profile(pattern: Pattern, name: &str, profile: &Profile) -> Result<(), 
             ));
         }
     }
-    for user in [profile.run_as_user, profile.run_as_group].into_iter().flatten() {
+    for user in [profile.run_as_user, profile.run_as_group]
+        .into_iter()
+        .flatten()
+    {
         if user <= 0 {
             return Err(format!(
                 "runAsUser/runAsGroup {user} is root or negative; injected containers run as non-root"
@@ -528,7 +559,10 @@ fn check_profile(pattern: Pattern, name: &str, profile: &Profile) -> Result<(), 
         if let Some(kind) = option_kind(pattern, Some(profile), key) {
             if kind != Kind::Profile {
                 kind.check(value).map_err(|problem| {
-                    format!("options.{key}: {value:?} {problem}; accepted: {}", kind.accepted())
+                    format!(
+                        "options.{key}: {value:?} {problem}; accepted: {}",
+                        kind.accepted()
+                    )
                 })?;
             }
         }
@@ -561,8 +595,19 @@ pub fn templated(profile: &Profile) -> impl Iterator<Item = (&'static str, &str)
         .iter()
         .map(|t| ("command", t.as_str()))
         .chain(profile.args.iter().map(|t| ("args", t.as_str())))
-        .chain(profile.env.iter().filter_map(|e| e.value.as_deref()).map(|t| ("env", t)))
-        .chain(profile.annotations.values().map(|t| ("annotations", t.as_str())))
+        .chain(
+            profile
+                .env
+                .iter()
+                .filter_map(|e| e.value.as_deref())
+                .map(|t| ("env", t)),
+        )
+        .chain(
+            profile
+                .annotations
+                .values()
+                .map(|t| ("annotations", t.as_str())),
+        )
 }
 
 /// The `{{name}}` placeholders in `text`.

@@ -40,7 +40,10 @@ impl Store {
     pub fn new(prefix: &str, metrics: Option<Arc<Metrics>>) -> Arc<Store> {
         let builtin = builtin::policies();
         let (snapshot, errors) = Snapshot::build(prefix, builtin.clone(), None);
-        assert!(errors.is_empty(), "built-in policies are invalid: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "built-in policies are invalid: {errors:?}"
+        );
         Arc::new(Store {
             prefix: prefix.to_string(),
             builtin,
@@ -82,7 +85,10 @@ impl Store {
     }
 
     fn update(&self, change: impl FnOnce(&mut Inputs)) -> Vec<PolicyError> {
-        let mut inputs = self.inputs.lock().expect("no panics while the lock is held");
+        let mut inputs = self
+            .inputs
+            .lock()
+            .expect("no panics while the lock is held");
         change(&mut inputs);
         // Files first, then the API server: an object in the cluster replaces a file of the
         // same name, as the newer and more specific source.
@@ -92,7 +98,8 @@ impl Store {
             .chain(&inputs.files)
             .chain(inputs.kube.values())
             .cloned();
-        let (snapshot, errors) = Snapshot::build(&self.prefix, policies, inputs.namespaces.as_ref());
+        let (snapshot, errors) =
+            Snapshot::build(&self.prefix, policies, inputs.namespaces.as_ref());
         for error in &errors {
             tracing::warn!(%error, "skipping an invalid policy");
         }

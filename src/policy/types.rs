@@ -23,7 +23,11 @@ use crate::pattern::Pattern;
     category = "tandem",
     doc = "Cluster-wide defaults and limits for the helper containers tandem injects into pods.",
     printcolumn(name = "Priority", type_ = "integer", json_path = ".spec.priority"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     derive = "PartialEq",
     derive = "Default"
 )]
@@ -96,9 +100,17 @@ impl PolicySelector {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PatternMap<T> {
-    #[serde(rename = "log-shipper", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "log-shipper",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_shipper: Option<T>,
-    #[serde(rename = "metrics-adapter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "metrics-adapter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metrics_adapter: Option<T>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ambassador: Option<T>,

@@ -94,7 +94,10 @@ impl Server {
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30))
             .keep_alive(true);
-        builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256);
 
         tokio::pin!(signal);
         let mut stopping = false;
@@ -157,7 +160,9 @@ fn serve_connection(
                 return;
             }
         };
-        let connection = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(tls), service)
+            .into_owned();
         if let Err(error) = watcher.watch(connection).await {
             tracing::debug!(%peer, %error, "connection ended with an error");
         }

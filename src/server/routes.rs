@@ -58,7 +58,10 @@ pub fn webhook(state: Arc<AppState>) -> Router {
             }),
         )
         .fallback(any(|| async {
-            error(StatusCode::NOT_FOUND, "no such path; accepted: POST /mutate")
+            error(
+                StatusCode::NOT_FOUND,
+                "no such path; accepted: POST /mutate",
+            )
         }))
         .with_state(state)
 }
@@ -108,7 +111,11 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
         .and_then(|v| v.split(';').next())
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return reject(&state, StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type must be application/json");
+        return reject(
+            &state,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content type must be application/json",
+        );
     }
     let declared = parts
         .headers
@@ -122,7 +129,11 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(&state),
         Err(error) => {
-            return reject(&state, StatusCode::BAD_REQUEST, &format!("reading the body failed: {error}"));
+            return reject(
+                &state,
+                StatusCode::BAD_REQUEST,
+                &format!("reading the body failed: {error}"),
+            );
         }
     };
 
@@ -147,7 +158,10 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
                 "review"
             );
             (
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 Body::from(reviewed.body),
             )
                 .into_response()
@@ -166,7 +180,11 @@ fn too_large(state: &AppState) -> Response {
 
 fn reject(state: &AppState, status: StatusCode, message: &str) -> Response {
     state.metrics.rejected(status.as_u16());
-    tracing::info!(status = status.as_u16(), error = message, "request rejected");
+    tracing::info!(
+        status = status.as_u16(),
+        error = message,
+        "request rejected"
+    );
     error(status, message)
 }
 
@@ -175,7 +193,10 @@ fn error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string() + "\n";
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

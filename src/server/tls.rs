@@ -73,10 +73,11 @@ impl Files {
             path: self.key.clone(),
             message: e.to_string(),
         })?;
-        let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| TlsError::Key {
-            path: self.key.clone(),
-            message: e.to_string(),
-        })?;
+        let certified =
+            CertifiedKey::from_der(chain, key, provider).map_err(|e| TlsError::Key {
+                path: self.key.clone(),
+                message: e.to_string(),
+            })?;
         Ok(certified)
     }
 }

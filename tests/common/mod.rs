@@ -105,7 +105,8 @@ impl TestServer {
         )
         .expect("the certificate loads");
         let config = tls::server_config(resolver.clone(), None).expect("a TLS config");
-        let tls_watch = tls::watch(resolver.clone(), metrics.clone()).expect("watching the certificate");
+        let tls_watch =
+            tls::watch(resolver.clone(), metrics.clone()).expect("watching the certificate");
         let (synced_tx, synced) = watch::channel(options.synced);
         let state = Arc::new(AppState {
             store: store.clone(),
@@ -223,7 +224,9 @@ pub fn fixture(name: &str) -> Value {
 
 /// One of the benchmark kit's fixtures (AdmissionReviews as the API server sends them).
 pub fn bench_fixture(name: &str) -> Value {
-    let path = root().join("../shared/bench/fixtures").join(format!("{name}.json"));
+    let path = root()
+        .join("../shared/bench/fixtures")
+        .join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -255,7 +258,10 @@ pub fn review(pod: &Value, namespace: &str) -> Value {
 pub fn patched(request: &Value, response: &Value) -> Value {
     assert_eq!(response["apiVersion"], "admission.k8s.io/v1", "{response}");
     assert_eq!(response["kind"], "AdmissionReview", "{response}");
-    assert_eq!(response["response"]["uid"], request["request"]["uid"], "uid must be echoed");
+    assert_eq!(
+        response["response"]["uid"], request["request"]["uid"],
+        "uid must be echoed"
+    );
     assert_eq!(response["response"]["allowed"], true, "{response}");
     let mut pod = request["request"]["object"].clone();
     if let Some(patch) = response["response"]["patch"].as_str() {
@@ -263,7 +269,8 @@ pub fn patched(request: &Value, response: &Value) -> Value {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(patch)
             .expect("the patch is base64");
-        let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("the patch is a JSON patch");
+        let patch: json_patch::Patch =
+            serde_json::from_slice(&bytes).expect("the patch is a JSON patch");
         json_patch::patch(&mut pod, &patch).expect("the patch applies to the pod");
     }
     pod
@@ -285,4 +292,84 @@ pub fn assert_valid_pod(pod: &Value) {
     let injected = injected_containers(pod);
     let names: Vec<&str> = injected.iter().map(String::as_str).collect();
     oracle::assert_valid(pod, &names);
+}
+
+/// Policies from YAML text (one or more InjectionPolicy documents).
+pub fn policies(yaml: &str) -> Vec<InjectionPolicy> {
+    serde_saphyr::from_multiple(yaml).expect("test policies parse")
+}
+
+/// A snapshot of the built-in policies plus `extra`, with `namespaces` known as the API
+/// server would report them. Panics if a policy is invalid.
+pub fn snapshot(
+    extra: Vec<InjectionPolicy>,
+    namespaces: Option<&std::collections::HashMap<String, tandem::policy::snapshot::NamespaceInfo>>,
+) -> tandem::policy::snapshot::Snapshot {
+    let all = tandem::policy::builtin::policies().into_iter().chain(extra);
+    let (snapshot, errors) =
+        tandem::policy::snapshot::Snapshot::build("tandem.dev", all, namespaces);
+    assert!(errors.is_empty(), "{errors:#?}");
+    snapshot
+}
+
+/// Runs the engine on `pod` in `namespace`: the evaluation and, when allowed, the pod with
+/// the patch applied (the original when there is nothing to add).
+pub fn mutate(
+    snapshot: &tandem::policy::snapshot::Snapshot,
+    namespace: &str,
+    pod: &Value,
+) -> (tandem::engine::Evaluation, Option<Value>) {
+    let json = pod.to_string();
+    let parsed = tandem::pod::Pod::parse(&json).expect("the pod parses");
+    let evaluation = tandem::engine::evaluate(snapshot, namespace, &parsed);
+    if evaluation.denial().is_some() {
+        return (evaluation, None);
+    }
+    let mut result = pod.clone();
+    if let Some(patch) = tandem::engine::patch(&parsed, &evaluation) {
+        json_patch::patch(&mut result, &patch).expect("the patch applies");
+    }
+    (evaluation, Some(result))
+}
+
+/// A small valid pod with `annotations` (none: no `annotations` object at all) and no
+/// volumes or init containers.
+pub fn pod(annotations: &[(&str, &str)]) -> Value {
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "app", "namespace": "default", "labels": {"app": "web"}},
+        "spec": {"containers": [{
+            "name": "web",
+            "image": "ghcr.io/example/web:1.0",
+            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+        }]}
+    });
+    if !annotations.is_empty() {
+        let map: serde_json::Map<String, Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        pod["metadata"]["annotations"] = Value::Object(map);
+    }
+    pod
+}
+
+/// The names of a pod's init containers and containers.
+pub fn container_names(pod: &Value) -> Vec<String> {
+    ["initContainers", "containers"]
+        .iter()
+        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten())
+        .map(|c| c["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The container called `name` (init or app).
+pub fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    ["initContainers", "containers"]
+        .iter()
+        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten())
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name} in {pod}"))
 }
