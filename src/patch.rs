@@ -125,6 +125,25 @@ mod tests {
         assert_eq!(doc["metadata"]["annotations"][key], "v");
     }
 
+    proptest::proptest! {
+        /// Any key, however many `/`, `~`, `~0` and `~1` it holds, lands as itself.
+        #[test]
+        fn any_annotation_key_round_trips(
+            keys in proptest::collection::btree_set("[a-z/~01.]{1,12}", 1..6),
+            existing in proptest::bool::ANY,
+        ) {
+            let mut plan = Plan::default();
+            for key in &keys {
+                plan.annotations.insert(key.clone(), format!("value of {key}"));
+            }
+            let pod = if existing { r#"{"metadata": {"annotations": {"a/b": "c"}}}"# } else { r#"{"metadata": {}}"# };
+            let doc = apply(pod, &plan);
+            for key in &keys {
+                proptest::prop_assert_eq!(&doc["metadata"]["annotations"][key], &format!("value of {key}"));
+            }
+        }
+    }
+
     #[test]
     fn missing_parents_are_added_whole() {
         let mut plan = plan_with_annotation("tandem.dev/injected");

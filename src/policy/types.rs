@@ -252,10 +252,10 @@ impl JsonSchema for OptionValue {
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        // The structural-schema way to say "string or integer".
+        // The structural-schema way to say "string or integer"; the API server supplies
+        // the anyOf itself.
         schemars::json_schema!({
             "x-kubernetes-int-or-string": true,
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
         })
     }
 }
