@@ -180,6 +180,9 @@ pub struct Snapshot {
     /// Whether namespaces come from the API server (`--kube`); without it a namespace is
     /// known only by its name label.
     namespaces_known: bool,
+    /// The view of every namespace the API server has not described, when no policy
+    /// selects namespaces (then they all look alike): built once, not per review.
+    unknown: Option<Arc<NamespaceView>>,
 }
 
 impl Snapshot {
@@ -253,7 +256,12 @@ impl Snapshot {
             profiles,
             namespaces: HashMap::new(),
             namespaces_known: namespaces.is_some(),
+            unknown: None,
         };
+        if snapshot.policies.iter().all(|p| p.namespaces.is_empty()) {
+            let view = snapshot.view("", &NamespaceInfo::default());
+            snapshot.unknown = Some(Arc::new(view));
+        }
         if let Some(namespaces) = namespaces {
             snapshot.namespaces = namespaces
                 .iter()
@@ -272,6 +280,9 @@ impl Snapshot {
     /// the name label alone.
     pub fn namespace(&self, name: &str) -> Cow<'_, NamespaceView> {
         if let Some(view) = self.namespaces.get(name) {
+            return Cow::Borrowed(view);
+        }
+        if let Some(view) = &self.unknown {
             return Cow::Borrowed(view);
         }
         let info = NamespaceInfo {

@@ -1,0 +1,30 @@
+//! Runs `admission::review` on one benchmark fixture in a loop, for a profiler:
+//!
+//!     cargo build --release --example profile_review
+//!     valgrind --tool=callgrind target/release/examples/profile_review large 200
+
+use tandem::{
+    admission,
+    policy::{builtin, snapshot::Snapshot},
+};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "typical".into());
+    let rounds: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let path = format!(
+        "{}/tests/data/reviews/bench-{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let (snapshot, errors) = Snapshot::build("tandem.dev", builtin::policies(), None);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        bytes += admission::review(&body, &snapshot)
+            .expect("a valid review")
+            .body
+            .len();
+    }
+    println!("{rounds} reviews of {name}: {bytes} response bytes");
+}
