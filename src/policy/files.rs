@@ -281,7 +281,7 @@ fn line_of(text: &str, field: &str) -> Option<usize> {
 pub fn watch(path: PathBuf, store: Arc<Store>, metrics: Arc<Metrics>) -> notify::Result<FilesWatch> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|event| changes_content(&event.kind)) {
             let _ = tx.try_send(());
         }
     })?;
@@ -325,6 +325,18 @@ pub fn watch(path: PathBuf, store: Arc<Store>, metrics: Arc<Metrics>) -> notify:
         _watcher: watcher,
         task,
     })
+}
+
+/// Whether an event can change what a reload reads. Opening and reading are events too
+/// (inotify's IN_OPEN): reacting to them would make every reload, which opens the directory
+/// and its files, set off the next one.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// Keeps a policy directory watched; dropping it stops the watch.
