@@ -16,7 +16,7 @@ use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
-    core::PartialObjectMeta,
+    core::{DeserializeGuard, PartialObjectMeta},
     runtime::{WatchStreamExt, watcher},
 };
 use tokio::sync::watch;
@@ -29,16 +29,22 @@ use crate::{
 /// How long events may gather before the snapshot is rebuilt.
 pub const SETTLE: Duration = Duration::from_millis(100);
 
+/// An InjectionPolicy as listed: one that does not deserialize (a field this version does
+/// not know, a CRD newer than the binary) is kept as its error, so that it cannot fail the
+/// whole list.
+type ListedPolicy = DeserializeGuard<InjectionPolicy>;
+
 enum Change {
-    Policy(watcher::Event<InjectionPolicy>),
+    Policy(watcher::Event<ListedPolicy>),
     Namespace(watcher::Event<PartialObjectMeta<Namespace>>),
 }
 
 /// Local state: what has been listed and watched so far.
 #[derive(Default)]
 struct State {
-    policies: BTreeMap<String, InjectionPolicy>,
-    policies_listing: Option<BTreeMap<String, InjectionPolicy>>,
+    /// By name; `Err` holds why the object could not be read.
+    policies: BTreeMap<String, Result<InjectionPolicy, String>>,
+    policies_listing: Option<BTreeMap<String, Result<InjectionPolicy, String>>>,
     policies_synced: bool,
     namespaces: HashMap<String, NamespaceInfo>,
     namespaces_listing: Option<HashMap<String, NamespaceInfo>>,
@@ -54,7 +60,10 @@ impl State {
                 &mut self.policies,
                 &mut self.policies_listing,
                 &mut self.policies_synced,
-                |p: InjectionPolicy| Some((p.metadata.name.clone()?, p)),
+                |DeserializeGuard(policy): ListedPolicy| match policy {
+                    Ok(policy) => Some((policy.metadata.name.clone()?, Ok(policy))),
+                    Err(invalid) => Some((invalid.metadata.name?, Err(invalid.error))),
+                },
             ),
             Change::Namespace(event) => apply(
                 event,
@@ -73,6 +82,10 @@ impl State {
                 },
             ),
         }
+    }
+
+    fn synced(&self) -> bool {
+        self.policies_synced && self.namespaces_synced
     }
 }
 
@@ -142,7 +155,7 @@ impl<K: std::hash::Hash + Eq, V> Remove<K> for HashMap<K, V> {
 /// both have been listed.
 pub async fn run(client: Client, store: Arc<Store>, ready: watch::Sender<bool>, metrics: Arc<Metrics>) {
     let config = watcher::Config::default();
-    let policies = watcher(Api::<InjectionPolicy>::all(client.clone()), config.clone())
+    let policies = watcher(Api::<ListedPolicy>::all(client.clone()), config.clone())
         .default_backoff()
         .map(|event| event.map(Change::Policy));
     // Labels and annotations are all tandem needs of a namespace: metadata-only requests.
@@ -160,7 +173,7 @@ pub async fn run(client: Client, store: Arc<Store>, ready: watch::Sender<bool>, 
                 Err(_) => {
                     publish(&state, &store, &metrics);
                     dirty = false;
-                    if state.policies_synced && state.namespaces_synced {
+                    if state.synced() {
                         ready.send_replace(true);
                     }
                     continue;
@@ -182,12 +195,103 @@ pub async fn run(client: Client, store: Arc<Store>, ready: watch::Sender<bool>, 
 }
 
 fn publish(state: &State, store: &Store, metrics: &Metrics) {
-    let errors = store.set_cluster(state.policies.values().cloned(), state.namespaces.clone());
-    metrics.policy_reload("kube", errors.is_empty());
+    let mut unreadable = 0;
+    let readable = state.policies.iter().filter_map(|(name, policy)| match policy {
+        Ok(policy) => Some(policy.clone()),
+        Err(error) => {
+            tracing::warn!(policy = name, %error, "skipping an InjectionPolicy that cannot be read");
+            unreadable += 1;
+            None
+        }
+    });
+    let readable: Vec<InjectionPolicy> = readable.collect();
+    let invalid = store.set_cluster(readable, state.namespaces.clone());
+    metrics.policy_reload("kube", invalid.is_empty() && unreadable == 0);
     tracing::info!(
         policies = state.policies.len(),
         namespaces = state.namespaces.len(),
-        invalid = errors.len(),
+        skipped = invalid.len() + unreadable,
         "policies and namespaces from the API server applied"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::{Resource, core::ObjectMeta};
+
+    fn policy(yaml: &str) -> ListedPolicy {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    fn named(name: &str) -> ListedPolicy {
+        policy(&format!(
+            "apiVersion: tandem.dev/v1alpha1\nkind: InjectionPolicy\nmetadata: {{name: {name}}}\nspec: {{priority: 1}}\n"
+        ))
+    }
+
+    fn namespace(name: &str) -> PartialObjectMeta<Namespace> {
+        PartialObjectMeta {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            _phantom: Default::default(),
+        }
+    }
+
+    fn names(state: &State) -> Vec<&str> {
+        state.policies.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn synced_only_after_both_lists() {
+        let mut state = State::default();
+        for event in [watcher::Event::Init, watcher::Event::InitApply(named("a"))] {
+            assert!(!state.apply(Change::Policy(event)));
+        }
+        assert!(state.apply(Change::Policy(watcher::Event::InitDone)));
+        assert!(!state.synced());
+        state.apply(Change::Namespace(watcher::Event::Init));
+        state.apply(Change::Namespace(watcher::Event::InitApply(namespace("apps"))));
+        state.apply(Change::Namespace(watcher::Event::InitDone));
+        assert!(state.synced());
+        assert_eq!(names(&state), ["a"]);
+        assert!(state.namespaces.contains_key("apps"));
+    }
+
+    #[test]
+    fn a_relist_replaces_everything_only_when_done() {
+        let mut state = State::default();
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(named("a")),
+            watcher::Event::InitApply(named("b")),
+            watcher::Event::InitDone,
+        ] {
+            state.apply(Change::Policy(event));
+        }
+        state.apply(Change::Policy(watcher::Event::Init));
+        state.apply(Change::Policy(watcher::Event::InitApply(named("b"))));
+        assert_eq!(names(&state), ["a", "b"], "the old set serves until the list is complete");
+        state.apply(Change::Policy(watcher::Event::InitDone));
+        assert_eq!(names(&state), ["b"]);
+    }
+
+    #[test]
+    fn unreadable_objects_are_kept_as_errors_and_deleted_by_name() {
+        let bad = policy(
+            "apiVersion: tandem.dev/v1alpha1\nkind: InjectionPolicy\nmetadata: {name: bad}\nspec: {priority: high}\n",
+        );
+        assert_eq!(bad.meta().name.as_deref(), Some("bad"));
+        let mut state = State::default();
+        state.apply(Change::Policy(watcher::Event::Apply(named("good"))));
+        state.apply(Change::Policy(watcher::Event::Apply(bad.clone())));
+        assert!(state.policies["good"].is_ok());
+        let error = state.policies["bad"].as_ref().unwrap_err();
+        assert!(error.contains("priority") || error.contains("high"), "{error}");
+        state.apply(Change::Policy(watcher::Event::Delete(bad)));
+        assert_eq!(names(&state), ["good"]);
+    }
 }
