@@ -1,7 +1,8 @@
 //! Policies and namespaces from the API server (`--kube`): InjectionPolicy objects and
 //! Namespace metadata, each followed with a kube-runtime watcher (list, then watch; a broken
-//! watch re-lists by itself with backoff). Events are applied to local maps and the store's
-//! snapshot is rebuilt at most every [`SETTLE`], never on the review path.
+//! watch resumes or re-lists by itself, with backoff). Events are applied to local maps and
+//! the store's snapshot is rebuilt at most every [`Options::settle`], never on the review
+//! path.
 //!
 //! `/readyz` turns true once both have been listed in full. If the API server goes away
 //! afterwards, reviews go on with the last synced state while the watchers retry.
@@ -17,7 +18,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
     core::{DeserializeGuard, PartialObjectMeta},
-    runtime::{WatchStreamExt, watcher},
+    runtime::{WatchStreamExt, utils::Backoff, watcher},
 };
 use tokio::sync::watch;
 
@@ -26,8 +27,27 @@ use crate::{
     telemetry::Metrics,
 };
 
-/// How long events may gather before the snapshot is rebuilt.
+/// How long events may gather before the snapshot is rebuilt, by default.
 pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// How [`run_with`] follows the API server; the default is what `tandem serve --kube` uses.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How long events may gather before the snapshot is rebuilt.
+    pub settle: Duration,
+    /// The delay between retries after an API error. `None`: kube's default backoff, as
+    /// client-go's reflector (0.8 s doubling up to 30 s, with jitter).
+    pub retry_every: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            settle: SETTLE,
+            retry_every: None,
+        }
+    }
+}
 
 /// An InjectionPolicy as listed: one that does not deserialize (a field this version does
 /// not know, a CRD newer than the binary) is kept as its error, so that it cannot fail the
@@ -151,30 +171,63 @@ impl<K: std::hash::Hash + Eq, V> Remove<K> for HashMap<K, V> {
     }
 }
 
-/// Follows policies and namespaces until the task is dropped. `ready` becomes true once
-/// both have been listed.
+/// Retries at a fixed interval.
+struct Every(Duration);
+
+impl Iterator for Every {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.0)
+    }
+}
+
+impl Backoff for Every {
+    fn reset(&mut self) {}
+}
+
+fn backoff(options: &Options) -> Box<dyn Backoff> {
+    match options.retry_every {
+        Some(delay) => Box::new(Every(delay)),
+        None => Box::new(watcher::DefaultBackoff::default()),
+    }
+}
+
+/// Follows policies and namespaces with the default [`Options`] until the task is dropped.
+/// `ready` becomes true once both have been listed.
 pub async fn run(client: Client, store: Arc<Store>, ready: watch::Sender<bool>, metrics: Arc<Metrics>) {
+    run_with(client, store, ready, metrics, Options::default()).await;
+}
+
+/// [`run`] with explicit [`Options`].
+pub async fn run_with(
+    client: Client,
+    store: Arc<Store>,
+    ready: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+    options: Options,
+) {
     let config = watcher::Config::default();
     let policies = watcher(Api::<ListedPolicy>::all(client.clone()), config.clone())
-        .default_backoff()
-        .map(|event| event.map(Change::Policy));
+        .backoff(backoff(&options))
+        .map(|event| event.map(Change::Policy).map_err(|e| (Source::Policies, e)));
     // Labels and annotations are all tandem needs of a namespace: metadata-only requests.
     let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client), config)
-        .default_backoff()
-        .map(|event| event.map(Change::Namespace));
+        .backoff(backoff(&options))
+        .map(|event| event.map(Change::Namespace).map_err(|e| (Source::Namespaces, e)));
     let mut changes = stream::select(policies.boxed(), namespaces.boxed());
 
     let mut state = State::default();
     let mut dirty = false;
     loop {
         let next = if dirty {
-            match tokio::time::timeout(SETTLE, changes.next()).await {
+            match tokio::time::timeout(options.settle, changes.next()).await {
                 Ok(next) => next,
                 Err(_) => {
                     publish(&state, &store, &metrics);
                     dirty = false;
-                    if state.synced() {
-                        ready.send_replace(true);
+                    if state.synced() && ready.send_if_modified(|ready| !std::mem::replace(ready, true)) {
+                        tracing::info!("policies and namespaces synced from the API server; ready");
                     }
                     continue;
                 }
@@ -184,14 +237,45 @@ pub async fn run(client: Client, store: Arc<Store>, ready: watch::Sender<bool>, 
         };
         match next {
             Some(Ok(change)) => dirty |= state.apply(change),
-            Some(Err(error)) => {
-                // The watcher backs off and re-lists by itself; serving goes on meanwhile.
-                metrics.policy_reload("kube", false);
-                tracing::warn!(%error, "watching the API server failed; retrying");
-            }
+            Some(Err((source, error))) => report(source, &error, &metrics),
             None => return,
         }
     }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    Policies,
+    Namespaces,
+}
+
+/// Logs a watcher error with what to do about it. The watcher backs off and resumes or
+/// re-lists by itself; serving goes on meanwhile with the last state.
+fn report(source: Source, error: &watcher::Error, metrics: &Metrics) {
+    let what = match source {
+        Source::Policies => "injectionpolicies.tandem.dev",
+        Source::Namespaces => "namespaces",
+    };
+    let status = match error {
+        watcher::Error::WatchError(status) => Some(status.code),
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => Some(status.code),
+        _ => None,
+    };
+    if matches!(error, watcher::Error::WatchError(_)) && status == Some(410) {
+        // The API server no longer has the history to resume from: routine, re-list.
+        tracing::info!(resource = what, "watch expired; listing again");
+        return;
+    }
+    metrics.policy_reload("kube", false);
+    let hint = match (source, status) {
+        (_, Some(401)) => "the service account token was rejected",
+        (_, Some(403)) => "RBAC: the service account needs get, list and watch on namespaces and injectionpolicies.tandem.dev",
+        (Source::Policies, Some(404)) => "is the InjectionPolicy CRD installed? (tandem crd | kubectl apply -f -)",
+        _ => "retrying; reviews use the last synced policies meanwhile",
+    };
+    tracing::warn!(resource = what, %error, hint, "watching the API server failed");
 }
 
 fn publish(state: &State, store: &Store, metrics: &Metrics) {
