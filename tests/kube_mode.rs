@@ -541,3 +541,30 @@ async fn a_cluster_policy_replaces_a_file_policy_of_the_same_name_unless_invalid
         )
         .await;
 }
+
+#[tokio::test]
+async fn a_steady_stream_of_changes_does_not_hold_back_the_rebuild() {
+    let api = Arc::new(cluster());
+    api.start().await;
+    let tandem = Tandem::follow(&api);
+    tandem.until("ready", Tandem::ready).await;
+
+    // A namespace relabelled far more often than the settle time, for ever.
+    let busy = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            for generation in 0u64.. {
+                let labels = json!({"generation": generation.to_string()});
+                api.apply(Kind::Namespaces, namespace("busy", labels, json!({})));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    api.apply(Kind::Policies, policy("shop-logging", logging_for("shop")));
+    tandem
+        .until("a new policy applies while namespaces keep changing", |t| {
+            t.plain("shop") == LOG
+        })
+        .await;
+    busy.abort();
+}

@@ -20,7 +20,7 @@ use kube::{
     core::{DeserializeGuard, PartialObjectMeta},
     runtime::{WatchStreamExt, utils::Backoff, watcher},
 };
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 
 use crate::{
     policy::{snapshot::NamespaceInfo, store::Store, types::InjectionPolicy},
@@ -33,7 +33,8 @@ pub const SETTLE: Duration = Duration::from_millis(100);
 /// How [`run_with`] follows the API server; the default is what `tandem serve --kube` uses.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// How long events may gather before the snapshot is rebuilt.
+    /// The snapshot is rebuilt this long after the first change since the last rebuild: at
+    /// most this often however busy the cluster is, and at most this late.
     pub settle: Duration,
     /// The delay between retries after an API error. `None`: kube's default backoff, as
     /// client-go's reflector (0.8 s doubling up to 30 s, with jitter).
@@ -218,25 +219,31 @@ pub async fn run_with(
     let mut changes = stream::select(policies.boxed(), namespaces.boxed());
 
     let mut state = State::default();
-    let mut dirty = false;
+    // When the snapshot is due to be rebuilt: `settle` after the first change since the
+    // last rebuild. A deadline, not a quiet period, so that a steady trickle of namespace
+    // updates cannot postpone it for ever.
+    let mut due: Option<Instant> = None;
     loop {
-        let next = if dirty {
-            match tokio::time::timeout(options.settle, changes.next()).await {
+        let next = match due {
+            Some(deadline) => match tokio::time::timeout_at(deadline, changes.next()).await {
                 Ok(next) => next,
                 Err(_) => {
                     publish(&state, &store, &metrics);
-                    dirty = false;
+                    due = None;
                     if state.synced() && ready.send_if_modified(|ready| !std::mem::replace(ready, true)) {
                         tracing::info!("policies and namespaces synced from the API server; ready");
                     }
                     continue;
                 }
-            }
-        } else {
-            changes.next().await
+            },
+            None => changes.next().await,
         };
         match next {
-            Some(Ok(change)) => dirty |= state.apply(change),
+            Some(Ok(change)) => {
+                if state.apply(change) && due.is_none() {
+                    due = Some(Instant::now() + options.settle);
+                }
+            }
             Some(Err((source, error))) => report(source, &error, &metrics),
             None => return,
         }
