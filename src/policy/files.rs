@@ -108,7 +108,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<(Location, InjectionPolicy)>
                 continue;
             }
         };
-        if header.kind.as_deref() != Some(KIND) || header.api_version.as_deref() != Some(API_VERSION) {
+        if header.kind.as_deref() != Some(KIND)
+            || header.api_version.as_deref() != Some(API_VERSION)
+        {
             errors.push(FileError {
                 location: location(line_of(doc.text, "kind").unwrap_or(1)),
                 message: format!(
@@ -136,7 +138,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<(Location, InjectionPolicy)>
             Err(error) => errors.push(yaml_error(&error, &location)),
         }
     }
-    if errors.is_empty() { Ok(policies) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
 }
 
 fn yaml_error(error: &serde_saphyr::Error, location: &dyn Fn(usize) -> Location) -> FileError {
@@ -146,7 +152,10 @@ fn yaml_error(error: &serde_saphyr::Error, location: &dyn Fn(usize) -> Location)
     let message = error.to_string();
     let message = message.lines().next().unwrap_or_default();
     let message = message.strip_prefix("error: ").unwrap_or(message);
-    let message = match message.strip_prefix("line ").and_then(|rest| rest.split_once(' ')) {
+    let message = match message
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(' '))
+    {
         Some((_, rest)) if rest.starts_with("column ") => rest.to_string(),
         _ => message.to_string(),
     };
@@ -174,7 +183,9 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>, FileError> {
         let entry = entry.map_err(unreadable)?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let yaml = [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext));
+        let yaml = [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| name.ends_with(ext));
         // `entry.path().is_file()` follows the symlinks a ConfigMap volume is made of.
         if yaml && !name.starts_with('.') && entry.path().is_file() {
             found.push(entry.path());
@@ -200,7 +211,11 @@ pub fn load(path: &Path) -> Result<Vec<(Location, InjectionPolicy)>, Vec<FileErr
             }),
         }
     }
-    if errors.is_empty() { Ok(policies) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Loads and validates everything under `path` together with the built-in policies: what
@@ -215,13 +230,24 @@ pub fn check(path: &Path, prefix: &str) -> Result<Vec<InjectionPolicy>, Vec<File
         if let Some(first) = seen.insert(name.clone(), location.clone()) {
             errors.push(FileError {
                 location,
-                message: format!("policy {name:?} is already defined at {first}; accepted: unique names"),
+                message: format!(
+                    "policy {name:?} is already defined at {first}; accepted: unique names"
+                ),
             });
         }
     }
     let policies: Vec<InjectionPolicy> = loaded.iter().map(|(_, p)| p.clone()).collect();
-    let (_, problems) = Snapshot::build(prefix, builtin::policies().into_iter().chain(policies.clone()), None);
-    for PolicyError { policy, field, message } in problems {
+    let (_, problems) = Snapshot::build(
+        prefix,
+        builtin::policies().into_iter().chain(policies.clone()),
+        None,
+    );
+    for PolicyError {
+        policy,
+        field,
+        message,
+    } in problems
+    {
         let location = loaded
             .iter()
             .find(|(_, p)| p.metadata.name.as_deref() == Some(policy.as_str()))
@@ -235,7 +261,11 @@ pub fn check(path: &Path, prefix: &str) -> Result<Vec<InjectionPolicy>, Vec<File
             message: format!("policy {policy:?}: {field}: {message}"),
         });
     }
-    if errors.is_empty() { Ok(policies) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The line of `field` (`spec.profiles.log-shipper.loki.args[3]`) in the document at
@@ -275,7 +305,10 @@ fn steps(field: &str) -> Vec<Step> {
                 steps.extend((!key.is_empty()).then(|| Step::Key(std::mem::take(&mut key))));
                 let mut inside = String::new();
                 for c in chars.by_ref() {
-                    if c == ']' && !(inside.starts_with('"') && (inside.len() < 2 || !inside.ends_with('"'))) {
+                    if c == ']'
+                        && !(inside.starts_with('"')
+                            && (inside.len() < 2 || !inside.ends_with('"')))
+                    {
                         break;
                     }
                     inside.push(c);
@@ -294,19 +327,23 @@ fn steps(field: &str) -> Vec<Step> {
 
 /// Where `key:` starts in `line` as a mapping key (plain or quoted, block or flow style).
 fn key_position(line: &str, key: &str) -> Option<usize> {
-    [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")]
-        .iter()
-        .filter_map(|pattern| {
-            line.match_indices(pattern.as_str())
-                .find(|(at, found)| {
-                    let before = line[..*at].chars().next_back();
-                    let after = line[at + found.len()..].chars().next();
-                    before.is_none_or(|c| matches!(c, ' ' | '\t' | '{' | ',' | '-'))
-                        && after.is_none_or(char::is_whitespace)
-                })
-                .map(|(at, found)| at + found.len())
-        })
-        .min()
+    [
+        format!("{key}:"),
+        format!("\"{key}\":"),
+        format!("'{key}':"),
+    ]
+    .iter()
+    .filter_map(|pattern| {
+        line.match_indices(pattern.as_str())
+            .find(|(at, found)| {
+                let before = line[..*at].chars().next_back();
+                let after = line[at + found.len()..].chars().next();
+                before.is_none_or(|c| matches!(c, ' ' | '\t' | '{' | ',' | '-'))
+                    && after.is_none_or(char::is_whitespace)
+            })
+            .map(|(at, found)| at + found.len())
+    })
+    .min()
 }
 
 /// The line of item `index` of the flow sequence opening at `lines[line][column]`.
@@ -409,7 +446,11 @@ fn line_of(text: &str, field: &str) -> Option<usize> {
 
 /// Reloads the policies under `path` into `store` whenever something in it changes (edits,
 /// new files, a ConfigMap's `..data` symlink swap). Keeps running until the guard drops.
-pub fn watch(path: PathBuf, store: Arc<Store>, metrics: Arc<Metrics>) -> notify::Result<FilesWatch> {
+pub fn watch(
+    path: PathBuf,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+) -> notify::Result<FilesWatch> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|event| changes_content(&event.kind)) {
@@ -417,7 +458,9 @@ pub fn watch(path: PathBuf, store: Arc<Store>, metrics: Arc<Metrics>) -> notify:
         }
     })?;
     let dir = if path.is_file() {
-        path.parent().map(Path::to_path_buf).unwrap_or_else(|| ".".into())
+        path.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into())
     } else {
         path.clone()
     };
@@ -432,10 +475,15 @@ pub fn watch(path: PathBuf, store: Arc<Store>, metrics: Arc<Metrics>) -> notify:
             let prefix = prefix.clone();
             let checked = tokio::task::spawn_blocking(move || check(&path, &prefix))
                 .await
-                .unwrap_or_else(|e| Err(vec![FileError {
-                    location: Location { file: PathBuf::new(), line: 0 },
-                    message: format!("the reload task failed: {e}"),
-                }]));
+                .unwrap_or_else(|e| {
+                    Err(vec![FileError {
+                        location: Location {
+                            file: PathBuf::new(),
+                            line: 0,
+                        },
+                        message: format!("the reload task failed: {e}"),
+                    }])
+                });
             match checked {
                 Ok(policies) => {
                     let count = policies.len();
@@ -498,8 +546,15 @@ mod tests {
     #[test]
     fn line_of_follows_nested_keys() {
         let text = "spec:\n  profiles:\n    log-shipper:\n      loki:\n        image: x\n        args: [a]\n";
-        assert_eq!(line_of(text, "spec.profiles.log-shipper.loki.args[0]"), Some(6));
-        assert_eq!(line_of(text, "spec.defaults"), Some(1), "the deepest part found");
+        assert_eq!(
+            line_of(text, "spec.profiles.log-shipper.loki.args[0]"),
+            Some(6)
+        );
+        assert_eq!(
+            line_of(text, "spec.defaults"),
+            Some(1),
+            "the deepest part found"
+        );
         assert_eq!(line_of(text, "metadata.name"), None);
     }
 
@@ -538,7 +593,10 @@ mod tests {
             ("spec.profiles.log-shipper.loki.args[5]", 13),
             ("spec.profiles.log-shipper.loki.command[1]", 17),
             ("spec.profiles.log-shipper.loki.env[1].value", 22),
-            ("spec.profiles.log-shipper.loki.annotations[\"prometheus.io/port\"]", 24),
+            (
+                "spec.profiles.log-shipper.loki.annotations[\"prometheus.io/port\"]",
+                24,
+            ),
         ] {
             assert_eq!(line_of(text, field), Some(line), "{field}");
         }
@@ -570,6 +628,12 @@ mod tests {
     #[test]
     fn other_kinds_are_named() {
         let errors = parse(Path::new("c.yaml"), "apiVersion: v1\nkind: ConfigMap\n").unwrap_err();
-        assert!(errors[0].to_string().starts_with("c.yaml:2: apiVersion \"v1\" kind \"ConfigMap\""), "{}", errors[0]);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("c.yaml:2: apiVersion \"v1\" kind \"ConfigMap\""),
+            "{}",
+            errors[0]
+        );
     }
 }

@@ -55,6 +55,10 @@ impl Default for Options {
 /// whole list.
 type ListedPolicy = DeserializeGuard<InjectionPolicy>;
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one event at a time, moved straight into the maps"
+)]
 enum Change {
     Policy(watcher::Event<ListedPolicy>),
     Namespace(watcher::Event<PartialObjectMeta<Namespace>>),
@@ -196,7 +200,12 @@ fn backoff(options: &Options) -> Box<dyn Backoff> {
 
 /// Follows policies and namespaces with the default [`Options`] until the task is dropped.
 /// `ready` becomes true once both have been listed.
-pub async fn run(client: Client, store: Arc<Store>, ready: watch::Sender<bool>, metrics: Arc<Metrics>) {
+pub async fn run(
+    client: Client,
+    store: Arc<Store>,
+    ready: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+) {
     run_with(client, store, ready, metrics, Options::default()).await;
 }
 
@@ -215,7 +224,11 @@ pub async fn run_with(
     // Labels and annotations are all tandem needs of a namespace: metadata-only requests.
     let namespaces = watcher(Api::<PartialObjectMeta<Namespace>>::all(client), config)
         .backoff(backoff(&options))
-        .map(|event| event.map(Change::Namespace).map_err(|e| (Source::Namespaces, e)));
+        .map(|event| {
+            event
+                .map(Change::Namespace)
+                .map_err(|e| (Source::Namespaces, e))
+        });
     let mut changes = stream::select(policies.boxed(), namespaces.boxed());
 
     let mut state = State::default();
@@ -230,7 +243,9 @@ pub async fn run_with(
                 Err(_) => {
                     publish(&state, &store, &metrics);
                     due = None;
-                    if state.synced() && ready.send_if_modified(|ready| !std::mem::replace(ready, true)) {
+                    if state.synced()
+                        && ready.send_if_modified(|ready| !std::mem::replace(ready, true))
+                    {
                         tracing::info!("policies and namespaces synced from the API server; ready");
                     }
                     continue;
@@ -278,8 +293,12 @@ fn report(source: Source, error: &watcher::Error, metrics: &Metrics) {
     metrics.policy_reload("kube", false);
     let hint = match (source, status) {
         (_, Some(401)) => "the service account token was rejected",
-        (_, Some(403)) => "RBAC: the service account needs get, list and watch on namespaces and injectionpolicies.tandem.dev",
-        (Source::Policies, Some(404)) => "is the InjectionPolicy CRD installed? (tandem crd | kubectl apply -f -)",
+        (_, Some(403)) => {
+            "RBAC: the service account needs get, list and watch on namespaces and injectionpolicies.tandem.dev"
+        }
+        (Source::Policies, Some(404)) => {
+            "is the InjectionPolicy CRD installed? (tandem crd | kubectl apply -f -)"
+        }
         _ => "retrying; reviews use the last synced policies meanwhile",
     };
     tracing::warn!(resource = what, %error, hint, "watching the API server failed");
@@ -345,7 +364,9 @@ mod tests {
         assert!(state.apply(Change::Policy(watcher::Event::InitDone)));
         assert!(!state.synced());
         state.apply(Change::Namespace(watcher::Event::Init));
-        state.apply(Change::Namespace(watcher::Event::InitApply(namespace("apps"))));
+        state.apply(Change::Namespace(watcher::Event::InitApply(namespace(
+            "apps",
+        ))));
         state.apply(Change::Namespace(watcher::Event::InitDone));
         assert!(state.synced());
         assert_eq!(names(&state), ["a"]);
@@ -365,7 +386,11 @@ mod tests {
         }
         state.apply(Change::Policy(watcher::Event::Init));
         state.apply(Change::Policy(watcher::Event::InitApply(named("b"))));
-        assert_eq!(names(&state), ["a", "b"], "the old set serves until the list is complete");
+        assert_eq!(
+            names(&state),
+            ["a", "b"],
+            "the old set serves until the list is complete"
+        );
         state.apply(Change::Policy(watcher::Event::InitDone));
         assert_eq!(names(&state), ["b"]);
     }
@@ -381,7 +406,10 @@ mod tests {
         state.apply(Change::Policy(watcher::Event::Apply(bad.clone())));
         assert!(state.policies["good"].is_ok());
         let error = state.policies["bad"].as_ref().unwrap_err();
-        assert!(error.contains("priority") || error.contains("high"), "{error}");
+        assert!(
+            error.contains("priority") || error.contains("high"),
+            "{error}"
+        );
         state.apply(Change::Policy(watcher::Event::Delete(bad)));
         assert_eq!(names(&state), ["good"]);
     }

@@ -541,15 +541,15 @@ fn check_profile(pattern: Pattern, name: &str, profile: &Profile) -> Result<(), 
                 format!("option name {key:?} is not lowercase letters, digits and '-'"),
             ));
         }
-        if let Some(kind) = option_kind(pattern, Some(profile), key) {
-            if kind != Kind::Profile {
-                kind.check(value).map_err(|problem| {
-                    at(
-                        &field,
-                        format!("{value:?} {problem}; accepted: {}", kind.accepted()),
-                    )
-                })?;
-            }
+        if let Some(kind) = option_kind(pattern, Some(profile), key)
+            && kind != Kind::Profile
+        {
+            kind.check(value).map_err(|problem| {
+                at(
+                    &field,
+                    format!("{value:?} {problem}; accepted: {}", kind.accepted()),
+                )
+            })?;
         }
     }
     for (field, text) in templated_fields(profile) {

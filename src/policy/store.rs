@@ -40,7 +40,10 @@ impl Store {
     pub fn new(prefix: &str, metrics: Option<Arc<Metrics>>) -> Arc<Store> {
         let builtin = builtin::policies();
         let (snapshot, errors) = Snapshot::build(prefix, builtin.clone(), None);
-        assert!(errors.is_empty(), "built-in policies are invalid: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "built-in policies are invalid: {errors:?}"
+        );
         Arc::new(Store {
             prefix: prefix.to_string(),
             builtin,
@@ -82,7 +85,10 @@ impl Store {
     }
 
     fn update(&self, change: impl FnOnce(&mut Inputs)) -> Vec<PolicyError> {
-        let mut inputs = self.inputs.lock().expect("no panics while the lock is held");
+        let mut inputs = self
+            .inputs
+            .lock()
+            .expect("no panics while the lock is held");
         change(&mut inputs);
         let (snapshot, errors) = self.build(&inputs);
         for error in &errors {
@@ -107,7 +113,12 @@ impl Store {
                 .iter()
                 .filter(|(name, _)| !left_out.contains_key(name.as_str()))
                 .map(|(_, policy)| policy);
-            let policies = self.builtin.iter().chain(&inputs.files).chain(cluster).cloned();
+            let policies = self
+                .builtin
+                .iter()
+                .chain(&inputs.files)
+                .chain(cluster)
+                .cloned();
             Snapshot::build(&self.prefix, policies, namespaces)
         };
         let mut left_out: BTreeMap<&str, Vec<PolicyError>> = BTreeMap::new();
@@ -138,7 +149,10 @@ impl Store {
                 let (_, errors) = compile(&trial, None);
                 let new: Vec<PolicyError> = errors
                     .into_iter()
-                    .filter(|e| !trial.contains_key(e.policy.as_str()) && !known.contains(&e.policy.as_str()))
+                    .filter(|e| {
+                        !trial.contains_key(e.policy.as_str())
+                            && !known.contains(&e.policy.as_str())
+                    })
                     .collect();
                 if new.is_empty() {
                     back = Some(name);
@@ -168,7 +182,10 @@ mod tests {
     use super::*;
 
     fn policy(yaml: &str) -> InjectionPolicy {
-        serde_saphyr::from_str(&format!("apiVersion: tandem.dev/v1alpha1\nkind: InjectionPolicy\n{yaml}")).unwrap()
+        serde_saphyr::from_str(&format!(
+            "apiVersion: tandem.dev/v1alpha1\nkind: InjectionPolicy\n{yaml}"
+        ))
+        .unwrap()
     }
 
     fn names(store: &Store) -> Vec<String> {
@@ -180,7 +197,9 @@ mod tests {
     #[test]
     fn an_invalid_cluster_object_leaves_the_policy_of_its_name_in_force() {
         let store = Store::new("tandem.dev", None);
-        store.set_files(vec![policy("metadata: {name: shared}\nspec: {priority: 5}")]);
+        store.set_files(vec![policy(
+            "metadata: {name: shared}\nspec: {priority: 5}",
+        )]);
         let errors = store.set_cluster(
             [
                 // Replaces the built-in catalog with a broken one: the built-in one stays.
@@ -195,8 +214,16 @@ mod tests {
         let failed: Vec<&str> = errors.iter().map(|e| e.policy.as_str()).collect();
         assert_eq!(failed, ["shared", "tandem-catalog"], "{errors:#?}");
         let snapshot = store.snapshot();
-        assert!(snapshot.profiles.get(crate::pattern::Pattern::LogShipper).contains_key("fluent-bit"));
-        assert_eq!(names(&store), ["tandem-catalog", "tandem-default", "logs", "shared"]);
+        assert!(
+            snapshot
+                .profiles
+                .get(crate::pattern::Pattern::LogShipper)
+                .contains_key("fluent-bit")
+        );
+        assert_eq!(
+            names(&store),
+            ["tandem-catalog", "tandem-default", "logs", "shared"]
+        );
     }
 
     #[test]
@@ -213,6 +240,13 @@ mod tests {
         );
         let failed: Vec<&str> = errors.iter().map(|e| e.policy.as_str()).collect();
         assert_eq!(failed, ["defines", "uses"], "{errors:#?}");
-        assert!(store.snapshot().profiles.get(crate::pattern::Pattern::LogShipper).get("custom").is_none());
+        assert!(
+            store
+                .snapshot()
+                .profiles
+                .get(crate::pattern::Pattern::LogShipper)
+                .get("custom")
+                .is_none()
+        );
     }
 }
