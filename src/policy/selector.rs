@@ -30,6 +30,15 @@ enum Requirement {
     DoesNotExist(String),
 }
 
+/// A selector the API server would reject: where in it, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SelectorError {
+    /// The path below the selector, such as `matchExpressions[1].operator`.
+    pub field: String,
+    pub message: String,
+}
+
 /// A compiled selector; the empty selector matches everything, as in Kubernetes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selector {
@@ -38,7 +47,7 @@ pub struct Selector {
 
 impl Selector {
     /// Checks operators and value lists the way the API server does for `LabelSelector`.
-    pub fn compile(selector: Option<&LabelSelector>) -> Result<Selector, String> {
+    pub fn compile(selector: Option<&LabelSelector>) -> Result<Selector, SelectorError> {
         let mut requirements = Vec::new();
         let Some(selector) = selector else {
             return Ok(Selector { requirements });
@@ -46,20 +55,30 @@ impl Selector {
         for (key, value) in selector.match_labels.iter().flatten() {
             requirements.push(Requirement::In(key.clone(), vec![value.clone()]));
         }
-        for expression in selector.match_expressions.iter().flatten() {
+        for (index, expression) in selector.match_expressions.iter().flatten().enumerate() {
+            let error = |field: &str, message: String| SelectorError {
+                field: format!("matchExpressions[{index}].{field}"),
+                message,
+            };
             let key = expression.key.clone();
             let values = expression.values.clone().unwrap_or_default();
             let requirement = match expression.operator.as_str() {
                 "In" | "NotIn" if values.is_empty() => {
-                    return Err(format!(
-                        "matchExpressions key {key:?}: operator {} needs values",
-                        expression.operator
+                    return Err(error(
+                        "operator",
+                        format!(
+                            "matchExpressions key {key:?}: operator {} needs values",
+                            expression.operator
+                        ),
                     ));
                 }
                 "Exists" | "DoesNotExist" if !values.is_empty() => {
-                    return Err(format!(
-                        "matchExpressions key {key:?}: operator {} takes no values",
-                        expression.operator
+                    return Err(error(
+                        "values",
+                        format!(
+                            "matchExpressions key {key:?}: operator {} takes no values",
+                            expression.operator
+                        ),
                     ));
                 }
                 "In" => Requirement::In(key, values),
@@ -67,8 +86,11 @@ impl Selector {
                 "Exists" => Requirement::Exists(key),
                 "DoesNotExist" => Requirement::DoesNotExist(key),
                 other => {
-                    return Err(format!(
-                        "matchExpressions key {key:?}: operator {other:?} is not In, NotIn, Exists or DoesNotExist"
+                    return Err(error(
+                        "operator",
+                        format!(
+                            "matchExpressions key {key:?}: operator {other:?} is not In, NotIn, Exists or DoesNotExist"
+                        ),
                     ));
                 }
             };
@@ -126,16 +148,23 @@ mod tests {
     #[rstest]
     #[case(
         "{matchExpressions: [{key: a, operator: Equals, values: [x]}]}",
+        "matchExpressions[0].operator",
         "operator \"Equals\""
     )]
-    #[case("{matchExpressions: [{key: a, operator: In}]}", "needs values")]
+    #[case(
+        "{matchExpressions: [{key: a, operator: Exists}, {key: b, operator: In}]}",
+        "matchExpressions[1].operator",
+        "needs values"
+    )]
     #[case(
         "{matchExpressions: [{key: a, operator: Exists, values: [x]}]}",
+        "matchExpressions[0].values",
         "takes no values"
     )]
-    fn bad_selectors(#[case] yaml: &str, #[case] problem: &str) {
+    fn bad_selectors(#[case] yaml: &str, #[case] field: &str, #[case] problem: &str) {
         let parsed: LabelSelector = serde_saphyr::from_str(yaml).unwrap();
         let error = Selector::compile(Some(&parsed)).unwrap_err();
-        assert!(error.contains(problem), "{error}");
+        assert_eq!(error.field, field);
+        assert!(error.message.contains(problem), "{error}");
     }
 }

@@ -212,11 +212,10 @@ impl Snapshot {
             let policy: Arc<str> = name.as_str().into();
             for (pattern, named) in spec.profiles.iter() {
                 for (profile_name, profile) in named {
-                    let field = format!("spec.profiles.{pattern}.{profile_name}");
-                    if let Err(message) = check_profile(pattern, profile_name, profile) {
+                    if let Err((below, message)) = check_profile(pattern, profile_name, profile) {
                         errors.push(PolicyError {
                             policy: name.clone(),
-                            field,
+                            field: format!("spec.profiles.{pattern}.{profile_name}{below}"),
                             message,
                         });
                         bad[index] = true;
@@ -372,9 +371,9 @@ fn compile(
         message,
     };
     let namespaces = Selector::compile(spec.selector.namespaces.as_ref())
-        .map_err(|m| error("spec.selector.namespaces".into(), m))?;
+        .map_err(|e| error(format!("spec.selector.namespaces.{}", e.field), e.message))?;
     let pods = Selector::compile(spec.selector.pods.as_ref())
-        .map_err(|m| error("spec.selector.pods".into(), m))?;
+        .map_err(|e| error(format!("spec.selector.pods.{}", e.field), e.message))?;
 
     for (pattern, options) in spec.defaults.iter() {
         let profile_name = match options.get("profile") {
@@ -512,13 +511,16 @@ pub fn profile_names(
     }
 }
 
-/// Checks a profile on its own: image, resources, option names and placeholders.
-fn check_profile(pattern: Pattern, name: &str, profile: &Profile) -> Result<(), String> {
-    crate::pattern::check_dns_label(name).map_err(|p| format!("profile name {p}"))?;
+/// Checks a profile on its own: image, resources, option names and placeholders. An error
+/// carries the path of the offending field below the profile (`.args[3]`), for `file:line`.
+fn check_profile(pattern: Pattern, name: &str, profile: &Profile) -> Result<(), (String, String)> {
+    let at = |field: &str, message: String| (field.to_string(), message);
+    crate::pattern::check_dns_label(name)
+        .map_err(|p| (String::new(), format!("profile name {p}")))?;
     if profile.image.trim().is_empty() || profile.image.contains(char::is_whitespace) {
-        return Err(format!(
-            "image {:?} is not an image reference",
-            profile.image
+        return Err(at(
+            ".image",
+            format!("image {:?} is not an image reference", profile.image),
         ));
     }
     let quantity =
@@ -542,44 +544,52 @@ fn check_profile(pattern: Pattern, name: &str, profile: &Profile) -> Result<(), 
         ),
     ] {
         if !present {
-            return Err(format!(
-                "{what} is missing; injected containers carry cpu and memory requests and a memory limit"
+            return Err(at(
+                ".resources",
+                format!(
+                    "{what} is missing; injected containers carry cpu and memory requests and a memory limit"
+                ),
             ));
         }
     }
-    for user in [profile.run_as_user, profile.run_as_group]
-        .into_iter()
-        .flatten()
-    {
-        if user <= 0 {
-            return Err(format!(
-                "runAsUser/runAsGroup {user} is root or negative; injected containers run as non-root"
+    for (field, user) in [
+        (".runAsUser", profile.run_as_user),
+        (".runAsGroup", profile.run_as_group),
+    ] {
+        if let Some(user) = user.filter(|&user| user <= 0) {
+            return Err(at(
+                field,
+                format!(
+                    "runAsUser/runAsGroup {user} is root or negative; injected containers run as non-root"
+                ),
             ));
         }
     }
     for (key, OptionValue(value)) in &profile.options {
+        let field = format!(".options.{key}");
         let valid_name = !key.is_empty()
             && key
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid_name {
-            return Err(format!(
-                "option name {key:?} is not lowercase letters, digits and '-'"
+            return Err(at(
+                &field,
+                format!("option name {key:?} is not lowercase letters, digits and '-'"),
             ));
         }
-        if let Some(kind) = option_kind(pattern, Some(profile), key) {
-            if kind != Kind::Profile {
-                kind.check(value).map_err(|problem| {
-                    format!(
-                        "options.{key}: {value:?} {problem}; accepted: {}",
-                        kind.accepted()
-                    )
-                })?;
-            }
+        if let Some(kind) = option_kind(pattern, Some(profile), key)
+            && kind != Kind::Profile
+        {
+            kind.check(value).map_err(|problem| {
+                at(
+                    &field,
+                    format!("{value:?} {problem}; accepted: {}", kind.accepted()),
+                )
+            })?;
         }
     }
-    for (field, text) in templated(profile) {
-        for placeholder in placeholders(text).map_err(|e| format!("{field}: {e}"))? {
+    for (field, text) in templated_fields(profile) {
+        for placeholder in placeholders(text).map_err(|e| (field.clone(), e.to_string()))? {
             let known = pattern.option(placeholder).is_some()
                 || profile.options.contains_key(placeholder)
                 || computed_placeholders(pattern).contains(&placeholder);
@@ -589,14 +599,46 @@ fn check_profile(pattern: Pattern, name: &str, profile: &Profile) -> Result<(), 
                 accepted.extend(computed_placeholders(pattern));
                 accepted.sort_unstable();
                 accepted.dedup();
-                return Err(format!(
-                    "{field}: {{{{{placeholder}}}}} in {text:?} names no option of {pattern}; accepted: {}",
-                    accepted.join(", ")
+                return Err((
+                    field,
+                    format!(
+                        "{{{{{placeholder}}}}} in {text:?} names no option of {pattern}; accepted: {}",
+                        accepted.join(", ")
+                    ),
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// [`templated`] with the path of each text below the profile: `.args[3]`, `.env[0].value`,
+/// `.annotations["prometheus.io/port"]`.
+fn templated_fields(profile: &Profile) -> impl Iterator<Item = (String, &str)> {
+    fn indexed<'a>(
+        name: &'static str,
+        texts: &'a [String],
+    ) -> impl Iterator<Item = (String, &'a str)> {
+        texts
+            .iter()
+            .enumerate()
+            .map(move |(i, text)| (format!(".{name}[{i}]"), text.as_str()))
+    }
+    indexed("command", &profile.command)
+        .chain(indexed("args", &profile.args))
+        .chain(
+            profile
+                .env
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| Some((format!(".env[{i}].value"), e.value.as_deref()?))),
+        )
+        .chain(
+            profile
+                .annotations
+                .iter()
+                .map(|(key, text)| (format!(".annotations[{key:?}]"), text.as_str())),
+        )
 }
 
 /// The texts of a profile that take placeholders, with the field each is in.
