@@ -185,6 +185,42 @@ async fn a_review_in_flight_when_draining_starts_gets_its_answer(
         .unwrap();
 }
 
+#[rstest]
+#[tokio::test]
+async fn after_the_drain_deadline_the_server_and_its_connections_are_gone(
+    #[values(false, true)] http2: bool,
+) {
+    let shutdown = Shutdown {
+        delay: Duration::ZERO,
+        timeout: Duration::from_millis(300),
+    };
+    let mut server = TestServer::start_with(Options {
+        shutdown,
+        ..Options::default()
+    })
+    .await;
+    let client = server.client(http2);
+    assert_patched(&server, &client).await;
+    // A client that stops sending half-way through its body.
+    let stuck = HalfSent::start(&server, &client).await;
+
+    let stopped = server.signal_stop();
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("the server gives up on the stuck review at the deadline")
+        .unwrap();
+    assert!(refuses_connections(&server).await);
+    // Its connection was closed with the server: finishing the body now gets no answer.
+    match tokio::time::timeout(Duration::from_secs(10), stuck.finish()).await {
+        Ok(Ok(response)) => panic!(
+            "the server answered {} after it was stopped",
+            response.status()
+        ),
+        Ok(Err(_)) => {}
+        Err(_) => panic!("the connection was left open after the server stopped"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_drains_and_exits_0_on_sigterm() {
     common::install_crypto();
