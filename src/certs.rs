@@ -119,14 +119,23 @@ fn save(dir: &Path, name: &str, contents: &str, secret: bool) -> Result<PathBuf,
         path: path.clone(),
         source,
     };
+    let mode = if secret { 0o600 } else { 0o644 };
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if secret { 0o600 } else { 0o644 });
+        options.mode(mode);
     }
     let mut file = options.open(&path).map_err(wrap)?;
+    #[cfg(unix)]
+    {
+        // The mode above applies only to a file created now; one that was already there
+        // keeps its own (perhaps world-readable), so set it before the key goes in.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(wrap)?;
+    }
     file.write_all(contents.as_bytes()).map_err(wrap)?;
     Ok(path)
 }

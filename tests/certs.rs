@@ -132,6 +132,26 @@ fn days_sets_the_validity_and_the_ca_lives_ten_times_as_long() {
     assert!((ca - 70.0).abs() < 0.1, "{ca} days");
 }
 
+#[test]
+fn rerunning_certs_leaves_the_keys_private() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path(), &[]);
+    let first_ca = fs::read(dir.path().join("ca.crt")).unwrap();
+    // Someone loosened the modes (or the files came from elsewhere).
+    for key in ["ca.key", "tls.key"] {
+        fs::set_permissions(dir.path().join(key), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    certs(dir.path(), &[]);
+    assert_ne!(
+        fs::read(dir.path().join("ca.crt")).unwrap(),
+        first_ca,
+        "a new CA"
+    );
+    for key in ["ca.key", "tls.key"] {
+        assert_eq!(mode(&dir.path().join(key)), 0o600, "{key}");
+    }
+}
+
 async fn status_for(server: &TestServer, ca: &Path, name: &str) -> reqwest::Result<u16> {
     let client = common::client_builder(ca, true)
         .resolve(name, server.addr)
