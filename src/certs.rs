@@ -20,6 +20,10 @@ use time::{Duration, OffsetDateTime};
 pub enum CertsError {
     #[error("generating the certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error(
+        "a validity of {days} days (the CA's ten times that) ends after the year 9999, the last an X.509 date can name; accepted: fewer days"
+    )]
+    Validity { days: u32 },
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -59,8 +63,13 @@ pub fn write(dir: &Path, names: &[String], days: u32) -> Result<Written, CertsEr
         .push(DnType::CommonName, "tandem webhook CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let until = |span: i64| {
+        now.checked_add(Duration::days(span))
+            .filter(|end| end.year() <= 9999)
+            .ok_or(CertsError::Validity { days })
+    };
     ca_params.not_before = now - Duration::hours(1);
-    ca_params.not_after = now + Duration::days(i64::from(days) * 10);
+    ca_params.not_after = until(i64::from(days) * 10)?;
     let ca_key = KeyPair::generate()?;
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
@@ -72,7 +81,7 @@ pub fn write(dir: &Path, names: &[String], days: u32) -> Result<Written, CertsEr
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(i64::from(days));
+    params.not_after = until(i64::from(days))?;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca)?;
 
@@ -138,4 +147,20 @@ fn save(dir: &Path, name: &str, contents: &str, secret: bool) -> Result<PathBuf,
     }
     file.write_all(contents.as_bytes()).map_err(wrap)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_validity_past_the_year_9999_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["tandem.tandem-system.svc".to_string()];
+        let error = write(dir.path(), &names, u32::MAX).unwrap_err();
+        assert!(matches!(error, CertsError::Validity { days: u32::MAX }), "{error}");
+        assert!(error.to_string().contains("9999"), "{error}");
+        // The longest `--days` accepted on the command line is fine.
+        write(dir.path(), &names, crate::config::MAX_DAYS as u32).unwrap();
+    }
 }

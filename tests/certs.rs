@@ -152,6 +152,28 @@ fn rerunning_certs_leaves_the_keys_private() {
     }
 }
 
+#[test]
+fn certs_refuses_a_validity_it_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    for days in ["0", "4000000000"] {
+        let output = tandem(&[
+            "certs",
+            "--service",
+            "tandem",
+            "--namespace",
+            "tandem-system",
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--days",
+            days,
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "--days {days}: {stderr}");
+        assert!(stderr.contains("--days"), "--days {days}: {stderr}");
+        assert!(!stderr.contains("panicked"), "--days {days}: {stderr}");
+    }
+}
+
 async fn status_for(server: &TestServer, ca: &Path, name: &str) -> reqwest::Result<u16> {
     let client = common::client_builder(ca, true)
         .resolve(name, server.addr)
