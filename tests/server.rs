@@ -159,6 +159,11 @@ fn bad_requests(max_body: usize) -> Vec<Bad> {
     without_request.as_object_mut().unwrap().remove("request");
     let mut v1beta1 = good();
     v1beta1["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let mut without_uid = good();
+    without_uid["request"]
+        .as_object_mut()
+        .unwrap()
+        .remove("uid");
     let mut wrong_kind = good();
     wrong_kind["kind"] = json!("Pod");
     let post = |name, body, status, mentions| Bad {
@@ -179,7 +184,26 @@ fn bad_requests(max_body: usize) -> Vec<Bad> {
             "not valid JSON",
         ),
         post("empty body", Vec::new(), 400, "not valid JSON"),
-        post("a JSON array", b"[1, 2]".to_vec(), 400, "not valid JSON"),
+        post(
+            "a JSON array",
+            b"[1, 2]".to_vec(),
+            400,
+            "not an AdmissionReview: invalid type",
+        ),
+        post(
+            "a request without a uid",
+            review(without_uid),
+            400,
+            "not an AdmissionReview: missing field `uid`",
+        ),
+        post(
+            "a request that is not an object",
+            review(
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": "pods"}),
+            ),
+            400,
+            "not an AdmissionReview: invalid type: string",
+        ),
         post(
             "not an AdmissionReview",
             review(wrong_kind),
