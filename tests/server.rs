@@ -699,6 +699,10 @@ async fn metrics_count_the_reviews_sent() {
         let response = post_raw(&server, &client, body).await;
         assert_error(response, 400, "").await;
     }
+    let response = client.get(server.url()).send().await.unwrap();
+    assert_error(response, 405, "").await;
+    let response = client.post(server.url()).body("{}").send().await.unwrap();
+    assert_error(response, 415, "").await;
 
     let response = reqwest::get(server.operations_url("/metrics"))
         .await
@@ -741,6 +745,8 @@ async fn metrics_count_the_reviews_sent() {
         (r#"tandem_injections_total{pattern="ambassador"}"#, 0.0),
         (r#"tandem_denials_total{reason="invalid_value"}"#, 1.0),
         (r#"tandem_rejected_requests_total{code="400"}"#, 2.0),
+        (r#"tandem_rejected_requests_total{code="405"}"#, 1.0),
+        (r#"tandem_rejected_requests_total{code="415"}"#, 1.0),
     ] {
         assert_eq!(metric(&text, series), Some(value), "{series}\n{text}");
     }
