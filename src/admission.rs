@@ -30,6 +30,10 @@ pub const KIND: &str = "AdmissionReview";
 pub enum BadReview {
     #[error("the body is not valid JSON: {0}")]
     Json(String),
+    #[error(
+        "the body is not an AdmissionReview: {0}; accepted: an {API_VERSION} AdmissionReview whose request has a uid, kind, operation and object"
+    )]
+    Shape(String),
     #[error("kind {0:?} is not an AdmissionReview; accepted: kind AdmissionReview")]
     Kind(String),
     #[error("apiVersion {0:?} is not supported; accepted: {API_VERSION}")]
@@ -162,8 +166,12 @@ pub struct Reviewed {
 
 /// Answers one AdmissionReview body under `snapshot`.
 pub fn review(body: &[u8], snapshot: &Snapshot) -> Result<Reviewed, BadReview> {
-    let review: ReviewIn<'_> =
-        serde_json::from_slice(body).map_err(|e| BadReview::Json(e.to_string()))?;
+    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        // Well-formed JSON of another shape: `[]`, a request without a uid, a number
+        // where a string belongs.
+        serde_json::error::Category::Data => BadReview::Shape(e.to_string()),
+        _ => BadReview::Json(e.to_string()),
+    })?;
     match review.kind.as_deref() {
         Some(KIND) => {}
         other => return Err(BadReview::Kind(other.unwrap_or_default().to_string())),

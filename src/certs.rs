@@ -6,6 +6,8 @@ use std::{
     fs,
     io::Write,
     path::{Path, PathBuf},
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use base64::Engine as _;
@@ -13,13 +15,26 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
+use rustls::{
+    RootCertStore,
+    client::{WebPkiServerVerifier, danger::ServerCertVerifier as _},
+    pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
+};
 use time::{Duration, OffsetDateTime};
+
+/// A development certificate is made for 30 days and replaced once less than this is left,
+/// so that a server started on it does not run into its end.
+const DEVELOPMENT_MARGIN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// Writing certificates failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
     #[error("generating the certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error(
+        "a validity of {days} days (the CA's ten times that) ends after the year 9999, the last an X.509 date can name; accepted: fewer days"
+    )]
+    Validity { days: u32 },
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -59,8 +74,13 @@ pub fn write(dir: &Path, names: &[String], days: u32) -> Result<Written, CertsEr
         .push(DnType::CommonName, "tandem webhook CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let until = |span: i64| {
+        now.checked_add(Duration::days(span))
+            .filter(|end| end.year() <= 9999)
+            .ok_or(CertsError::Validity { days })
+    };
     ca_params.not_before = now - Duration::hours(1);
-    ca_params.not_after = now + Duration::days(i64::from(days) * 10);
+    ca_params.not_after = until(i64::from(days) * 10)?;
     let ca_key = KeyPair::generate()?;
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
@@ -77,7 +97,7 @@ pub fn write(dir: &Path, names: &[String], days: u32) -> Result<Written, CertsEr
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(i64::from(days));
+    params.not_after = until(i64::from(days))?;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca)?;
 
@@ -96,12 +116,13 @@ pub fn write(dir: &Path, names: &[String], days: u32) -> Result<Written, CertsEr
     Ok(written)
 }
 
-/// The development pair for `tandem serve` without `--tls-cert`: reused while it is there.
+/// The development pair for `tandem serve` without `--tls-cert`: reused while it is there
+/// and good for another week, replaced otherwise.
 pub fn development(dir: &Path) -> Result<Written, CertsError> {
     let cert = dir.join("tls.crt");
     let key = dir.join("tls.key");
     let ca_cert = dir.join("ca.crt");
-    if cert.is_file() && key.is_file() && ca_cert.is_file() {
+    if key.is_file() && reusable(&ca_cert, &cert) {
         let ca_bundle = fs::read(&ca_cert)
             .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
             .unwrap_or_default();
@@ -113,8 +134,45 @@ pub fn development(dir: &Path) -> Result<Written, CertsError> {
             ca_bundle,
         });
     }
+    if cert.exists() {
+        tracing::info!(
+            dir = %dir.display(),
+            "the development certificate expires within a week (or no longer matches its CA); writing a new one"
+        );
+    }
     let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
     write(dir, &names, 30)
+}
+
+/// Whether the development certificate `cert` can be served again: it is signed by the CA
+/// in `ca_cert`, names localhost, and is still valid [`DEVELOPMENT_MARGIN`] from now.
+fn reusable(ca_cert: &Path, cert: &Path) -> bool {
+    let (Ok(ca_pem), Ok(cert_pem)) = (fs::read(ca_cert), fs::read(cert)) else {
+        return false;
+    };
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&ca_pem) {
+        let Ok(Ok(())) = ca.map(|ca| roots.add(ca)) else {
+            return false;
+        };
+    }
+    let Some(Ok(leaf)) = CertificateDer::pem_slice_iter(&cert_pem).next() else {
+        return false;
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let Ok(verifier) =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()
+    else {
+        return false;
+    };
+    let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
+        return false;
+    };
+    let later = UnixTime::since_unix_epoch(now + DEVELOPMENT_MARGIN);
+    let localhost = ServerName::try_from("localhost").expect("localhost is a DNS name");
+    verifier
+        .verify_server_cert(&leaf, &[], &localhost, &[], later)
+        .is_ok()
 }
 
 /// Writes `contents` to `dir/name`; keys are readable by their owner only.
@@ -124,14 +182,90 @@ fn save(dir: &Path, name: &str, contents: &str, secret: bool) -> Result<PathBuf,
         path: path.clone(),
         source,
     };
+    let mode = if secret { 0o600 } else { 0o644 };
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if secret { 0o600 } else { 0o644 });
+        options.mode(mode);
     }
     let mut file = options.open(&path).map_err(wrap)?;
+    #[cfg(unix)]
+    {
+        // The mode above applies only to a file created now; one that was already there
+        // keeps its own (perhaps world-readable), so set it before the key goes in.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(wrap)?;
+    }
     file.write_all(contents.as_bytes()).map_err(wrap)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_validity_past_the_year_9999_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["tandem.tandem-system.svc".to_string()];
+        let error = write(dir.path(), &names, u32::MAX).unwrap_err();
+        assert!(
+            matches!(error, CertsError::Validity { days: u32::MAX }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("9999"), "{error}");
+        // The longest `--days` accepted on the command line is fine.
+        write(dir.path(), &names, crate::config::MAX_DAYS as u32).unwrap();
+    }
+
+    #[test]
+    fn a_development_pair_is_reused_while_good_for_another_week() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = development(dir.path()).unwrap();
+        let served = fs::read(&first.cert).unwrap();
+        let again = development(dir.path()).unwrap();
+        assert_eq!(fs::read(&again.cert).unwrap(), served, "reused");
+        assert_eq!(again.ca_bundle, first.ca_bundle);
+    }
+
+    #[test]
+    fn a_development_pair_near_its_end_or_unfit_is_replaced() {
+        fn localhost() -> [String; 3] {
+            ["localhost", "127.0.0.1", "::1"].map(String::from)
+        }
+        fn ending(dir: &Path) {
+            write(dir, &localhost(), 2).unwrap();
+        }
+        fn elsewhere(dir: &Path) {
+            write(dir, &["tandem.tandem-system.svc".to_string()], 30).unwrap();
+        }
+        fn foreign_ca(dir: &Path) {
+            write(dir, &localhost(), 30).unwrap();
+            let other = tempfile::tempdir().unwrap();
+            let other = write(other.path(), &localhost(), 30).unwrap();
+            fs::copy(other.ca_cert, dir.join("ca.crt")).unwrap();
+        }
+        fn garbage(dir: &Path) {
+            write(dir, &localhost(), 30).unwrap();
+            fs::write(dir.join("tls.crt"), "not a certificate").unwrap();
+        }
+        type Prepare = fn(&Path);
+        let cases: [(&str, Prepare); 4] = [
+            ("two days left", ending),
+            ("not for localhost", elsewhere),
+            ("signed by another CA", foreign_ca),
+            ("not a certificate", garbage),
+        ];
+        for (case, prepare) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            prepare(dir.path());
+            let before = fs::read(dir.path().join("tls.crt")).unwrap();
+            let written = development(dir.path()).unwrap();
+            assert_ne!(fs::read(&written.cert).unwrap(), before, "{case}: replaced");
+            assert!(reusable(&written.ca_cert, &written.cert), "{case}");
+        }
+    }
 }

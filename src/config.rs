@@ -159,6 +159,10 @@ pub enum OutputFormat {
     Json,
 }
 
+/// The longest `--days`: a century (its CA then ends in the year ~3000, well inside what
+/// X.509 dates can say).
+pub const MAX_DAYS: i64 = 36_500;
+
 #[derive(Debug, Args)]
 pub struct CertsArgs {
     /// The webhook's Service name.
@@ -170,8 +174,9 @@ pub struct CertsArgs {
     /// Where ca.crt, ca.key, tls.crt and tls.key are written.
     #[arg(long)]
     pub out: PathBuf,
-    /// Validity of the serving certificate (the CA gets ten times as long).
-    #[arg(long, default_value_t = 365)]
+    /// Validity of the serving certificate in days, 1 to 36500 (the CA gets ten times as
+    /// long).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=MAX_DAYS))]
     pub days: u32,
 }
 

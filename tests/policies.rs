@@ -496,7 +496,7 @@ fn invalid_policies_are_reported_with_the_field_and_what_is_accepted() {
     let cases = [
         (
             "spec:\n  profiles:\n    log-shipper:\n      bad:\n        image: x\n        args: [\"{{nope}}\"]\n        resources: {requests: {cpu: 1m, memory: 1Mi}, limits: {memory: 1Mi}}\n",
-            "spec.profiles.log-shipper.bad: args: {{nope}} in \"{{nope}}\" names no option of log-shipper",
+            "spec.profiles.log-shipper.bad.args[0]: {{nope}} in \"{{nope}}\" names no option of log-shipper",
         ),
         (
             "spec:\n  profiles:\n    log-shipper:\n      bad:\n        image: x\n        resources: {requests: {cpu: 1m}}\n",
@@ -524,7 +524,7 @@ fn invalid_policies_are_reported_with_the_field_and_what_is_accepted() {
         ),
         (
             "spec:\n  selector:\n    pods: {matchExpressions: [{key: a, operator: Equals, values: [b]}]}\n",
-            "spec.selector.pods: matchExpressions key \"a\": operator \"Equals\"",
+            "spec.selector.pods.matchExpressions[0].operator: matchExpressions key \"a\": operator \"Equals\" is not In, NotIn, Exists or DoesNotExist",
         ),
     ];
     for (spec, expected) in cases {

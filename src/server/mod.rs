@@ -21,7 +21,7 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use routes::AppState;
@@ -86,6 +86,9 @@ impl Server {
         });
 
         let graceful = GracefulShutdown::new();
+        // Owns every connection task, so that those still open at the drain deadline can
+        // be closed: GracefulShutdown only asks them to finish.
+        let mut connections = JoinSet::new();
         let acceptor = TlsAcceptor::from(tls);
         let router = routes::webhook(state.clone());
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -108,7 +111,9 @@ impl Server {
                 accepted = webhook.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        serve_connection(stream, peer, &acceptor, &builder, &router, &graceful);
+                        connections.spawn(serve_connection(
+                            stream, peer, &acceptor, &builder, &router, &graceful,
+                        ));
                     }
                     Err(error) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -123,6 +128,13 @@ impl Server {
                     delay.as_mut().reset(tokio::time::Instant::now() + shutdown.delay);
                 }
                 () = &mut delay, if stopping => break,
+                Some(finished) = connections.join_next(), if !connections.is_empty() => {
+                    if let Err(error) = finished
+                        && error.is_panic()
+                    {
+                        tracing::error!(%error, "a connection task panicked");
+                    }
+                }
             }
         }
         drop(webhook);
@@ -130,12 +142,16 @@ impl Server {
         tracing::info!(connections = open, timeout = ?shutdown.timeout, "stopped accepting; draining");
         match tokio::time::timeout(shutdown.timeout, graceful.shutdown()).await {
             Ok(()) => tracing::info!("all connections closed"),
-            Err(_) => tracing::warn!("drain deadline passed; closing the remaining connections"),
+            Err(_) => {
+                tracing::warn!("drain deadline passed; closing the remaining connections");
+                connections.shutdown().await;
+            }
         }
         operations_task.abort();
     }
 }
 
+/// The task that serves one accepted connection: TLS handshake, then HTTP until it closes.
 fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -143,12 +159,12 @@ fn serve_connection(
     builder: &auto::Builder<TokioExecutor>,
     router: &Router,
     graceful: &GracefulShutdown,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let acceptor = acceptor.clone();
     let builder = builder.clone();
     let service = TowerToHyperService::new(router.clone());
     let watcher = graceful.watcher();
-    tokio::spawn(async move {
+    async move {
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
@@ -166,5 +182,5 @@ fn serve_connection(
         if let Err(error) = watcher.watch(connection).await {
             tracing::debug!(%peer, %error, "connection ended with an error");
         }
-    });
+    }
 }

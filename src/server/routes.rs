@@ -44,19 +44,7 @@ impl AppState {
 /// The webhook listener's routes.
 pub fn webhook(state: Arc<AppState>) -> Router {
     Router::new()
-        .route(
-            "/mutate",
-            post(mutate).fallback(|| async {
-                let mut response = error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "only POST is accepted on /mutate",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
-                response
-            }),
-        )
+        .route("/mutate", post(mutate).fallback(method_not_allowed))
         .fallback(any(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -168,6 +156,18 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
         }
         Err(bad) => reject(&state, StatusCode::BAD_REQUEST, &bad.to_string()),
     }
+}
+
+async fn method_not_allowed(State(state): State<Arc<AppState>>) -> Response {
+    let mut response = reject(
+        &state,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "only POST is accepted on /mutate",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
 }
 
 fn too_large(state: &AppState) -> Response {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod binary;
 pub mod oracle;
 
 use std::{
@@ -44,6 +45,11 @@ pub struct Options {
     pub max_body: usize,
     pub synced: bool,
     pub shutdown: Shutdown,
+    /// Serve these files (and trust this CA in [`TestServer::client`]) instead of a fresh
+    /// pair for `localhost` and `127.0.0.1`.
+    pub certificate: Option<(Files, PathBuf)>,
+    /// Require client certificates signed by this CA (mTLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -56,6 +62,8 @@ impl Default for Options {
                 delay: Duration::ZERO,
                 timeout: Duration::from_secs(5),
             },
+            certificate: None,
+            client_ca: None,
         }
     }
 }
@@ -64,8 +72,10 @@ impl Default for Options {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub operations: SocketAddr,
-    /// The CA that signed the server's certificate (for `localhost` and `127.0.0.1`).
+    /// The CA that signed the server's certificate (for `localhost` and `127.0.0.1`, unless
+    /// [`Options::certificate`] said otherwise).
     pub ca: PathBuf,
+    /// The directory of the served certificate file.
     pub cert_dir: PathBuf,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
@@ -85,9 +95,24 @@ impl TestServer {
     pub async fn start_with(options: Options) -> TestServer {
         install_crypto();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let cert_dir = dir.path().join("tls");
-        let names = ["localhost", "127.0.0.1"].map(String::from);
-        let written = tandem::certs::write(&cert_dir, &names, 2).expect("test certificates");
+        let (files, ca) = match options.certificate {
+            Some(given) => given,
+            None => {
+                let names = ["localhost", "127.0.0.1"].map(String::from);
+                let written = tandem::certs::write(&dir.path().join("tls"), &names, 2)
+                    .expect("test certificates");
+                let files = Files {
+                    cert: written.cert,
+                    key: written.key,
+                };
+                (files, written.ca_cert)
+            }
+        };
+        let cert_dir = files
+            .cert
+            .parent()
+            .expect("the certificate is in a directory")
+            .to_path_buf();
         let metrics = Metrics::new();
         let store = Store::new("tandem.dev", Some(metrics.clone()));
         if !options.policies.is_empty() {
@@ -96,15 +121,9 @@ impl TestServer {
         let provider = rustls::crypto::CryptoProvider::get_default()
             .cloned()
             .expect("installed above");
-        let resolver = Reloading::new(
-            Files {
-                cert: written.cert.clone(),
-                key: written.key.clone(),
-            },
-            provider,
-        )
-        .expect("the certificate loads");
-        let config = tls::server_config(resolver.clone(), None).expect("a TLS config");
+        let resolver = Reloading::new(files, provider).expect("the certificate loads");
+        let config = tls::server_config(resolver.clone(), options.client_ca.as_deref())
+            .expect("a TLS config");
         let tls_watch =
             tls::watch(resolver.clone(), metrics.clone()).expect("watching the certificate");
         let (synced_tx, synced) = watch::channel(options.synced);
@@ -136,7 +155,7 @@ impl TestServer {
         TestServer {
             addr,
             operations,
-            ca: written.ca_cert,
+            ca,
             cert_dir,
             store,
             metrics,
@@ -199,6 +218,11 @@ impl TestServer {
 
 /// A client trusting `ca` only.
 pub fn client(ca: &Path, http2: bool) -> reqwest::Client {
+    client_builder(ca, http2).build().expect("a client")
+}
+
+/// [`client`]'s builder, to add to (`resolve`, `tls_info`, `identity`…).
+pub fn client_builder(ca: &Path, http2: bool) -> reqwest::ClientBuilder {
     install_crypto();
     let pem = std::fs::read(ca).expect("the CA file");
     let certificate = reqwest::Certificate::from_pem(&pem).expect("a PEM CA");
@@ -207,12 +231,11 @@ pub fn client(ca: &Path, http2: bool) -> reqwest::Client {
         .tls_built_in_root_certs(false)
         .add_root_certificate(certificate)
         .timeout(Duration::from_secs(10));
-    let builder = if http2 {
+    if http2 {
         builder.http2_prior_knowledge()
     } else {
         builder.http1_only()
-    };
-    builder.build().expect("a client")
+    }
 }
 
 /// A fixture under `tests/data`.
