@@ -119,8 +119,8 @@ impl Annotations {
         let invalid = |problem: String, accepted: String, reason, pattern| Invalid {
             source: source(),
             value: value.to_string(),
-            problem,
-            accepted,
+            problem: problem.into(),
+            accepted: accepted.into(),
             reason,
             pattern,
         };

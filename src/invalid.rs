@@ -77,9 +77,9 @@ pub struct Invalid {
     pub source: Source,
     pub value: String,
     /// What is wrong, phrased to follow the value: `is not an absolute path`.
-    pub problem: String,
+    pub problem: Box<str>,
     /// What would be accepted instead.
-    pub accepted: String,
+    pub accepted: Box<str>,
     pub reason: Reason,
     /// The pattern the value belongs to; `None` for keys that name no pattern.
     pub pattern: Option<Pattern>,

@@ -18,9 +18,10 @@ fn log_path(pod: &Value) -> String {
         .to_string()
 }
 
-fn namespaces(
-    entries: &[(&str, &[(&str, &str)], &[(&str, &str)])],
-) -> HashMap<String, NamespaceInfo> {
+/// A namespace for the tests: name, labels, annotations.
+type Namespace<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)]);
+
+fn namespaces(entries: &[Namespace<'_>]) -> HashMap<String, NamespaceInfo> {
     let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs
             .iter()

@@ -178,7 +178,7 @@ impl<'p> Builder<'p> {
             return Err(Invalid {
                 source: resolved.source(self.prefix, option),
                 value: port.to_string(),
-                problem: format!("is already used by container {user} of this pod"),
+                problem: format!("is already used by container {user} of this pod").into(),
                 accepted: "a port no other container of the pod uses".into(),
                 reason: Reason::Conflict,
                 pattern: Some(resolved.pattern),
@@ -251,7 +251,8 @@ impl<'p> Builder<'p> {
                     problem: format!(
                         "is a path container {} already mounts a volume at",
                         container.name
-                    ),
+                    )
+                    .into(),
                     accepted: "a path no volume is mounted at in that container".into(),
                     reason: Reason::Conflict,
                     pattern: Some(resolved.pattern),
@@ -280,12 +281,14 @@ impl<'p> Builder<'p> {
                         value: names.to_string(),
                         problem: format!(
                             "names {name:?}, which is not an app container of this pod"
-                        ),
+                        )
+                        .into(),
                         accepted: containers
                             .iter()
                             .map(|c| &*c.name)
                             .collect::<Vec<_>>()
-                            .join(", "),
+                            .join(", ")
+                            .into(),
                         reason: Reason::InvalidValue,
                         pattern: Some(resolved.pattern),
                     })
@@ -447,7 +450,7 @@ pub fn conflict(
     Invalid {
         source: resolved.source(prefix, option),
         value: resolved.option(option).unwrap_or_default().to_string(),
-        problem,
+        problem: problem.into(),
         accepted: accepted.into(),
         reason: Reason::Conflict,
         pattern: Some(resolved.pattern),

@@ -317,7 +317,7 @@ impl Context<'_> {
                             value: "true".into(),
                             problem: "does not name a profile, and this pattern has no default"
                                 .into(),
-                            accepted: profile_names(&self.snapshot.profiles, pattern),
+                            accepted: profile_names(&self.snapshot.profiles, pattern).into(),
                             reason: Reason::MissingOption,
                             pattern: Some(pattern),
                         });
@@ -330,8 +330,8 @@ impl Context<'_> {
             None => Err(Invalid {
                 source,
                 value: name,
-                problem: format!("is not a {pattern} profile"),
-                accepted: profile_names(&self.snapshot.profiles, pattern),
+                problem: format!("is not a {pattern} profile").into(),
+                accepted: profile_names(&self.snapshot.profiles, pattern).into(),
                 reason: Reason::UnknownProfile,
                 pattern: Some(pattern),
             }),
@@ -347,8 +347,8 @@ impl Context<'_> {
         let invalid = |problem: String, accepted: String, reason| Invalid {
             source: option.source.clone(),
             value: option.value.clone(),
-            problem,
-            accepted,
+            problem: problem.into(),
+            accepted: accepted.into(),
             reason,
             pattern: Some(pattern),
         };
@@ -377,11 +377,12 @@ impl Context<'_> {
             problem: format!(
                 "sets {name:?}, which policy {:?} does not let pods or namespaces override",
                 overrides.policy
-            ),
+            )
+            .into(),
             accepted: if overrides.value.is_empty() {
-                format!("no {} options", self.pattern)
+                format!("no {} options", self.pattern).into()
             } else {
-                format!("the options {}", overrides.value.join(", "))
+                format!("the options {}", overrides.value.join(", ")).into()
             },
             reason: Reason::NotOverridable,
             pattern: Some(self.pattern),
@@ -415,7 +416,8 @@ impl Context<'_> {
                     problem: format!(
                         "is not set, and the {} profile needs it",
                         resolved.profile_name
-                    ),
+                    )
+                    .into(),
                     accepted: accepted.into(),
                     reason: Reason::MissingOption,
                     pattern: Some(pattern),
@@ -429,25 +431,26 @@ impl Context<'_> {
     fn check_allowed(&self, resolved: &Resolved) -> Result<(), Invalid> {
         let pattern = self.pattern;
         let image = &resolved.profile.profile.image;
-        if let Some(allowed) = &self.effective.allowed_images {
-            if !allowed.value.iter().any(|glob| glob.matches(image)) {
-                return Err(Invalid {
-                    source: Source::Profile {
-                        pattern,
-                        name: resolved.profile_name.clone(),
-                    },
-                    value: image.clone(),
-                    problem: format!("is an image policy {:?} does not allow", allowed.policy),
-                    accepted: allowed
-                        .value
-                        .iter()
-                        .map(glob::Pattern::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    reason: Reason::ImageNotAllowed,
-                    pattern: Some(pattern),
-                });
-            }
+        if let Some(allowed) = &self.effective.allowed_images
+            && !allowed.value.iter().any(|glob| glob.matches(image))
+        {
+            return Err(Invalid {
+                source: Source::Profile {
+                    pattern,
+                    name: resolved.profile_name.clone(),
+                },
+                value: image.clone(),
+                problem: format!("is an image policy {:?} does not allow", allowed.policy).into(),
+                accepted: allowed
+                    .value
+                    .iter()
+                    .map(glob::Pattern::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    .into(),
+                reason: Reason::ImageNotAllowed,
+                pattern: Some(pattern),
+            });
         }
         if let (Some(allowed), Some(repo)) =
             (&self.effective.allowed_git_hosts, resolved.option("repo"))
@@ -469,8 +472,9 @@ impl Context<'_> {
                     problem: format!(
                         "clones from host {host:?}, which policy {:?} does not allow",
                         allowed.policy
-                    ),
-                    accepted: format!("repositories on {}", allowed.value.join(", ")),
+                    )
+                    .into(),
+                    accepted: format!("repositories on {}", allowed.value.join(", ")).into(),
                     reason: Reason::GitHostNotAllowed,
                     pattern: Some(pattern),
                 });

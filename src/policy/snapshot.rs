@@ -65,6 +65,9 @@ pub struct ByPolicy<T> {
     pub policy: Arc<str>,
 }
 
+/// A pattern's default options, each with the policy that set it.
+pub type DefaultOptions = BTreeMap<String, ByPolicy<String>>;
+
 /// What the matching policies decide for one pod, merged by ascending priority: for each
 /// setting the last (highest-priority) policy that sets it wins; `defaults` merge option by
 /// option, `enforce` accumulates.
@@ -72,7 +75,7 @@ pub struct ByPolicy<T> {
 pub struct Effective {
     /// Patterns switched on by default (by the highest-priority policy listing them), with
     /// their options (`profile` among them), each from the policy that set it.
-    pub defaults: PerPattern<Option<ByPolicy<BTreeMap<String, ByPolicy<String>>>>>,
+    pub defaults: PerPattern<Option<ByPolicy<DefaultOptions>>>,
     pub overrides: PerPattern<Option<ByPolicy<Vec<String>>>>,
     pub enforce: PerPattern<Option<Arc<str>>>,
     pub allowed_images: Option<ByPolicy<Arc<[glob::Pattern]>>>,
