@@ -17,7 +17,7 @@ use crate::{
     engine::{self, Evaluation},
     invalid::Reason,
     pattern::Pattern,
-    pod::Pod,
+    pod::{Identity, Pod},
     policy::snapshot::Snapshot,
 };
 
@@ -44,19 +44,22 @@ pub enum BadReview {
     NoRequest,
 }
 
+/// The review, with the object read as `O`: straight into a [`Pod`] on the fast path, kept
+/// raw when that fails (an object of another kind that does not fit a pod's shape).
 #[derive(Deserialize)]
-struct ReviewIn<'a> {
+#[serde(bound(deserialize = "O: Deserialize<'de>"))]
+struct ReviewIn<'a, O> {
     #[serde(borrow, rename = "apiVersion")]
     api_version: Option<Cow<'a, str>>,
     #[serde(borrow)]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    request: Option<RequestIn<'a>>,
+    request: Option<RequestIn<'a, O>>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+struct RequestIn<'a, O> {
     #[serde(borrow)]
     uid: Cow<'a, str>,
     #[serde(borrow)]
@@ -67,10 +70,14 @@ struct RequestIn<'a> {
     namespace: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     operation: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
+    #[serde(default = "none")]
+    object: Option<O>,
     #[serde(default)]
     dry_run: Option<bool>,
+}
+
+fn none<O>() -> Option<O> {
+    None
 }
 
 #[derive(Deserialize)]
@@ -166,21 +173,73 @@ pub struct Reviewed {
 
 /// Answers one AdmissionReview body under `snapshot`.
 pub fn review(body: &[u8], snapshot: &Snapshot) -> Result<Reviewed, BadReview> {
-    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        // Well-formed JSON of another shape: `[]`, a request without a uid, a number
-        // where a string belongs.
-        serde_json::error::Category::Data => BadReview::Shape(e.to_string()),
-        _ => BadReview::Json(e.to_string()),
-    })?;
-    match review.kind.as_deref() {
+    // Most pods carry nothing of ours. When no policy or namespace can switch anything on
+    // for them either, and the prefix appears nowhere in the body, the pod is not read:
+    // the review is checked whole (it is still parsed, so a broken body is still a 400),
+    // and only the pod's name is kept for the log line.
+    if snapshot.passes_unannotated()
+        && memchr::memmem::find(body, snapshot.prefix.as_bytes()).is_none()
+        && let Ok(review) = serde_json::from_slice::<ReviewIn<'_, Identity<'_>>>(body)
+    {
+        let request = accept(review.api_version, review.kind, review.request)?;
+        return Ok(decide(request, snapshot, |identity| {
+            Ok(Read::Unannotated(identity))
+        }));
+    }
+    // One pass over the body reads the review and the pod together. Only when that fails
+    // is it read again, with the object kept raw, to tell a bad review from an object that
+    // is not shaped like a pod.
+    match serde_json::from_slice::<ReviewIn<'_, Pod<'_>>>(body) {
+        Ok(review) => {
+            let request = accept(review.api_version, review.kind, review.request)?;
+            Ok(decide(request, snapshot, |pod| Ok(Read::Pod(pod))))
+        }
+        Err(_) => {
+            let review: ReviewIn<'_, &RawValue> =
+                serde_json::from_slice(body).map_err(|e| match e.classify() {
+                    // Well-formed JSON of another shape: `[]`, a request without a uid, a
+                    // number where a string belongs.
+                    serde_json::error::Category::Data => BadReview::Shape(e.to_string()),
+                    _ => BadReview::Json(e.to_string()),
+                })?;
+            let request = accept(review.api_version, review.kind, review.request)?;
+            Ok(decide(request, snapshot, |raw: &RawValue| {
+                Pod::parse(raw.get()).map(Read::Pod)
+            }))
+        }
+    }
+}
+
+/// Checks the review's kind and version, and that it has a request.
+fn accept<'a, O>(
+    api_version: Option<Cow<'_, str>>,
+    kind: Option<Cow<'_, str>>,
+    request: Option<RequestIn<'a, O>>,
+) -> Result<RequestIn<'a, O>, BadReview> {
+    match kind.as_deref() {
         Some(KIND) => {}
         other => return Err(BadReview::Kind(other.unwrap_or_default().to_string())),
     }
-    match review.api_version.as_deref() {
+    match api_version.as_deref() {
         Some(API_VERSION) => {}
         other => return Err(BadReview::ApiVersion(other.unwrap_or_default().to_string())),
     }
-    let request = review.request.ok_or(BadReview::NoRequest)?;
+    request.ok_or(BadReview::NoRequest)
+}
+
+/// What was read of the object of a pod CREATE.
+enum Read<'a> {
+    Pod(Pod<'a>),
+    /// A pod nothing can apply to: only its names were read.
+    Unannotated(Identity<'a>),
+}
+
+/// Answers a request whose object `read` turns into a pod.
+fn decide<'a, O>(
+    request: RequestIn<'a, O>,
+    snapshot: &Snapshot,
+    read: impl FnOnce(O) -> Result<Read<'a>, serde_json::Error>,
+) -> Reviewed {
     let namespace = request.namespace.as_deref().unwrap_or_default();
     let mut reviewed = Reviewed {
         body: Vec::new(),
@@ -204,12 +263,18 @@ pub fn review(body: &[u8], snapshot: &Snapshot) -> Result<Reviewed, BadReview> {
         Some(object) if is_pod && is_create && request.sub_resource.is_none() => object,
         _ => {
             reviewed.body = respond(&request.uid, Answer::Allow(None), &[]);
-            return Ok(reviewed);
+            return reviewed;
         }
     };
 
-    let pod = match Pod::parse(object.get()) {
-        Ok(pod) => pod,
+    let pod = match read(object) {
+        Ok(Read::Pod(pod)) => pod,
+        Ok(Read::Unannotated(identity)) => {
+            reviewed.name = identity.display_name();
+            reviewed.verdict = Verdict::Unchanged;
+            reviewed.body = respond(&request.uid, Answer::Allow(None), &[]);
+            return reviewed;
+        }
         Err(error) => {
             reviewed.verdict = Verdict::Denied;
             reviewed.reasons.push(Reason::InvalidValue);
@@ -217,7 +282,7 @@ pub fn review(body: &[u8], snapshot: &Snapshot) -> Result<Reviewed, BadReview> {
                 "tandem could not read the pod: {error}; accepted: a Pod as the API server sends it"
             );
             reviewed.body = respond(&request.uid, Answer::Deny(message), &[]);
-            return Ok(reviewed);
+            return reviewed;
         }
     };
     reviewed.name = pod.display_name();
@@ -232,7 +297,7 @@ pub fn review(body: &[u8], snapshot: &Snapshot) -> Result<Reviewed, BadReview> {
         .map(|invalid| invalid.reason)
         .collect();
     reviewed.body = answer(&request.uid, &pod, &evaluation, &warnings, &mut reviewed);
-    Ok(reviewed)
+    reviewed
 }
 
 fn answer(
@@ -247,8 +312,7 @@ fn answer(
         return respond(uid, Answer::Deny(message), warnings);
     }
     match engine::patch(pod, evaluation) {
-        Some(patch) => {
-            let bytes = serde_json::to_vec(&patch).expect("a JSON patch serializes");
+        Some(bytes) => {
             reviewed.verdict = Verdict::Patched;
             reviewed.patterns = evaluation.patterns().to_vec();
             reviewed.patch_bytes = bytes.len();
@@ -268,6 +332,7 @@ enum Answer<'a> {
 
 fn respond(uid: &str, answer: Answer<'_>, warnings: &[String]) -> Vec<u8> {
     let response = match answer {
+        Answer::Allow(Some(patch)) if warnings.is_empty() => return patched(uid, patch),
         Answer::Allow(patch) => ResponseOut {
             uid,
             allowed: true,
@@ -297,4 +362,55 @@ fn respond(uid: &str, answer: Answer<'_>, warnings: &[String]) -> Vec<u8> {
         response,
     })
     .expect("a review response serializes")
+}
+
+/// The common answer, written directly: allowed, with a patch. Base64 needs no JSON
+/// escaping, so the encoder writes into the response as it is, instead of the serializer
+/// scanning kilobytes of it for quotes and backslashes.
+fn patched(uid: &str, patch: &[u8]) -> Vec<u8> {
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let mut out = Vec::with_capacity(160 + uid.len() + patch.len() * 4 / 3);
+    out.extend_from_slice(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
+    );
+    serde_json::to_writer(&mut out, uid).expect("a string serializes");
+    out.extend_from_slice(br#","allowed":true,"patchType":"JSONPatch","patch":""#);
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(patch.len(), true).expect("a patch fits in memory"),
+        0,
+    );
+    let written = base64
+        .encode_slice(patch, &mut out[start..])
+        .expect("the buffer was sized for it");
+    out.truncate(start + written);
+    out.extend_from_slice(br#""}}"#);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_answer_is_the_serialized_one() {
+        let patch = br#"[{"op":"add","path":"/metadata/annotations","value":{"a":"\"q\""}}]"#;
+        let uid = "705ab4f5-\"6393\"";
+        let direct: serde_json::Value = serde_json::from_slice(&patched(uid, patch)).unwrap();
+        let general = serde_json::to_vec(&ReviewOut {
+            api_version: API_VERSION,
+            kind: KIND,
+            response: ResponseOut {
+                uid,
+                allowed: true,
+                patch_type: Some("JSONPatch"),
+                patch: Some(base64::engine::general_purpose::STANDARD.encode(patch)),
+                status: None,
+                warnings: &[],
+            },
+        })
+        .unwrap();
+        let general: serde_json::Value = serde_json::from_slice(&general).unwrap();
+        assert_eq!(direct, general);
+    }
 }

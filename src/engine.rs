@@ -5,8 +5,6 @@
 //! annotations::parse → policy::resolve → inject::plan → patch::render
 //! ```
 
-use json_patch::Patch;
-
 use crate::{
     annotations::Annotations,
     inject::{self, Outcome},
@@ -51,6 +49,13 @@ impl Evaluation {
     }
 }
 
+/// Applies a patch from [`patch`] to `document` (for `inject` and tests; the API server
+/// applies the webhook's itself).
+pub fn apply(document: &mut serde_json::Value, patch: &[u8]) -> Result<(), String> {
+    let patch: json_patch::Patch = serde_json::from_slice(patch).map_err(|e| e.to_string())?;
+    json_patch::patch(document, &patch).map_err(|e| e.to_string())
+}
+
 /// Evaluates `pod`, created in `namespace`, under `snapshot`.
 pub fn evaluate(snapshot: &Snapshot, namespace: &str, pod: &Pod<'_>) -> Evaluation {
     let empty = Pairs::default();
@@ -76,8 +81,8 @@ pub fn evaluate(snapshot: &Snapshot, namespace: &str, pod: &Pod<'_>) -> Evaluati
     }
 }
 
-/// The patch for an evaluated pod; `None` when denied or when there is nothing to add.
-pub fn patch(pod: &Pod<'_>, evaluation: &Evaluation) -> Option<Patch> {
+/// The JSON patch for an evaluated pod; `None` when denied or when there is nothing to add.
+pub fn patch(pod: &Pod<'_>, evaluation: &Evaluation) -> Option<Vec<u8>> {
     let plan = &evaluation.outcome.plan;
     (evaluation.outcome.denied.is_empty() && !plan.is_empty()).then(|| patch::render(pod, plan))
 }

@@ -171,8 +171,8 @@ pub fn inject(args: &InjectArgs) -> anyhow::Result<ExitCode> {
                 let object = doc
                     .pointer_mut(&site.pointer)
                     .expect("sites point into their document");
-                json_patch::patch(object, &patch)
-                    .with_context(|| format!("{}: applying the patch", site.describe))?;
+                engine::apply(object, &patch)
+                    .map_err(|e| anyhow::anyhow!("{}: applying the patch: {e}", site.describe))?;
             }
         }
     }
@@ -285,12 +285,11 @@ fn describe(site: &Site, pod: &Pod<'_>, evaluation: &Evaluation) -> Explained {
             profile: r.profile_name.clone(),
             profile_from: format!("policy {:?}", r.profile.policy),
             options: r
-                .options
-                .iter()
-                .filter(|(name, _)| name.as_str() != "profile")
+                .settings()
+                .into_iter()
                 .map(|(name, setting)| ExplainedOption {
-                    name: name.clone(),
-                    value: setting.value.clone(),
+                    name,
+                    value: setting.value,
                     from: match &setting.origin {
                         Origin::Pattern => "built-in default".into(),
                         Origin::Profile => format!("profile {}", r.profile_name),

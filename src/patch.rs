@@ -3,30 +3,22 @@
 //! (`annotations`, `volumes`, `initContainers`, a container's `volumeMounts`) is added whole
 //! instead of appended to.
 
-use json_patch::{AddOperation, Patch, PatchOperation};
 use jsonptr::PointerBuf;
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::{inject::Plan, pod::Pod};
 
-/// The operations that turn `pod` into `pod` + `plan`.
-pub fn render(pod: &Pod<'_>, plan: &Plan) -> Patch {
-    let mut ops = Vec::new();
-    let mut add = |tokens: &[&str], value: Value| {
-        ops.push(PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(tokens.iter().copied()),
-            value,
-        }));
-    };
+/// The operations that turn `pod` into `pod` + `plan`, as JSON. Each value is serialized
+/// straight into the output, never through an intermediate `serde_json::Value`.
+pub fn render(pod: &Pod<'_>, plan: &Plan) -> Vec<u8> {
+    let mut ops = Ops::default();
+
     if !plan.annotations.is_empty() {
         match &pod.metadata.annotations {
-            None => add(&["metadata", "annotations"], json(&plan.annotations)),
+            None => ops.add(&["metadata", "annotations"], &plan.annotations),
             Some(_) => {
                 for (key, value) in &plan.annotations {
-                    add(
-                        &["metadata", "annotations", key],
-                        Value::String(value.clone()),
-                    );
+                    ops.add(&["metadata", "annotations", key], value);
                 }
             }
         }
@@ -34,29 +26,26 @@ pub fn render(pod: &Pod<'_>, plan: &Plan) -> Patch {
 
     if !plan.init_containers.is_empty() {
         match &pod.spec.init_containers {
-            None => add(&["spec", "initContainers"], json(&plan.init_containers)),
+            None => ops.add(&["spec", "initContainers"], &plan.init_containers),
             Some(_) => {
                 // Inserting at 0, 1, 2… keeps the plan's order ahead of the pod's own.
                 for (index, container) in plan.init_containers.iter().enumerate() {
-                    add(
-                        &["spec", "initContainers", &index.to_string()],
-                        json(container),
-                    );
+                    ops.add(&["spec", "initContainers", &index.to_string()], container);
                 }
             }
         }
     }
 
     for container in &plan.containers {
-        add(&["spec", "containers", "-"], json(container));
+        ops.add(&["spec", "containers", "-"], container);
     }
 
     if !plan.volumes.is_empty() {
         match &pod.spec.volumes {
-            None => add(&["spec", "volumes"], json(&plan.volumes)),
+            None => ops.add(&["spec", "volumes"], &plan.volumes),
             Some(_) => {
                 for volume in &plan.volumes {
-                    add(&["spec", "volumes", "-"], json(volume));
+                    ops.add(&["spec", "volumes", "-"], volume);
                 }
             }
         }
@@ -68,37 +57,60 @@ pub fn render(pod: &Pod<'_>, plan: &Plan) -> Patch {
         let has_mounts =
             pod.spec.containers[*index].volume_mounts.is_some() || started.contains(index);
         if has_mounts {
-            add(
+            ops.add(
                 &["spec", "containers", &index_token, "volumeMounts", "-"],
-                json(mount),
+                mount,
             );
         } else {
-            add(
+            ops.add(
                 &["spec", "containers", &index_token, "volumeMounts"],
-                Value::Array(vec![json(mount)]),
+                std::slice::from_ref(mount),
             );
             started.push(*index);
         }
     }
 
-    Patch(ops)
+    ops.finish()
 }
 
-/// The plan's types (k8s-openapi structs, string maps) always serialize.
-fn json<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).expect("plan types serialize to JSON")
+/// A JSON array of `add` operations being written.
+#[derive(Default)]
+struct Ops {
+    out: Vec<u8>,
+}
+
+impl Ops {
+    fn add<T: Serialize + ?Sized>(&mut self, tokens: &[&str], value: &T) {
+        self.out.push(if self.out.is_empty() { b'[' } else { b',' });
+        self.out.extend_from_slice(br#"{"op":"add","path":"#);
+        let path = PointerBuf::from_tokens(tokens.iter().copied());
+        // The plan's types (k8s-openapi structs, string maps) and strings always serialize.
+        serde_json::to_writer(&mut self.out, path.as_str()).expect("a string serializes");
+        self.out.extend_from_slice(br#","value":"#);
+        serde_json::to_writer(&mut self.out, value).expect("plan types serialize to JSON");
+        self.out.push(b'}');
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.out.is_empty() {
+            self.out.push(b'[');
+        }
+        self.out.push(b']');
+        self.out
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inject;
+    use serde_json::Value;
 
     fn apply(pod_json: &str, plan: &Plan) -> Value {
         let pod = Pod::parse(pod_json).unwrap();
         let patch = render(&pod, plan);
         let mut doc: Value = serde_json::from_str(pod_json).unwrap();
-        json_patch::patch(&mut doc, &patch).unwrap();
+        crate::engine::apply(&mut doc, &patch).unwrap();
         doc
     }
 
@@ -113,7 +125,7 @@ mod tests {
         let key = "tandem.dev/a~b/c";
         let pod = Pod::parse(r#"{"metadata": {"annotations": {}}}"#).unwrap();
         let patch = render(&pod, &plan_with_annotation(key));
-        let text = serde_json::to_string(&patch).unwrap();
+        let text = String::from_utf8(patch).unwrap();
         assert!(
             text.contains("/metadata/annotations/tandem.dev~1a~0b~1c"),
             "{text}"

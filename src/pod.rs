@@ -96,11 +96,7 @@ impl<'a> Pod<'a> {
 
     /// The pod's name, or its generateName with a trailing `*` for pods made by controllers.
     pub fn display_name(&self) -> String {
-        match (&self.metadata.name, &self.metadata.generate_name) {
-            (Some(name), _) if !name.is_empty() => name.to_string(),
-            (_, Some(prefix)) => format!("{prefix}*"),
-            _ => String::new(),
-        }
+        display_name(&self.metadata.name, &self.metadata.generate_name)
     }
 
     /// Every container name in the pod: app, init and ephemeral.
@@ -115,6 +111,37 @@ impl<'a> Pod<'a> {
 
     pub fn volume_names(&self) -> impl Iterator<Item = &str> {
         self.spec.volumes.iter().flatten().map(|v| &*v.name)
+    }
+}
+
+/// Just a pod's names: what a review reads of a pod nothing can apply to, for the log line.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Identity<'a> {
+    #[serde(borrow)]
+    metadata: Names<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Names<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    generate_name: Option<Cow<'a, str>>,
+}
+
+impl Identity<'_> {
+    pub fn display_name(&self) -> String {
+        display_name(&self.metadata.name, &self.metadata.generate_name)
+    }
+}
+
+fn display_name(name: &Option<Cow<'_, str>>, generate_name: &Option<Cow<'_, str>>) -> String {
+    match (name, generate_name) {
+        (Some(name), _) if !name.is_empty() => name.to_string(),
+        (_, Some(prefix)) => format!("{prefix}*"),
+        _ => String::new(),
     }
 }
 

@@ -1,30 +1,36 @@
-//! Logs (tracing, text or JSON, written off the request path) and Prometheus metrics.
+//! Logs (tracing, text or JSON, written out in batches off the request path) and
+//! Prometheus metrics.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::{admission::Verdict, config::LogFormat, invalid::Reason, pattern::Pattern};
 
-/// Installs the global subscriber. Log lines are handed to a writer thread, so a slow
-/// terminal or log collector never holds up a review. Keep the guard alive until exit: it
-/// flushes what is left.
-pub fn init(format: LogFormat) -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+/// Installs the global subscriber. Log lines are formatted by the thread that logs them
+/// into a shared buffer, which a background thread writes out in batches: a review never
+/// waits for the terminal or the log collector, and never wakes another thread per line.
+/// Keep the returned guard alive until exit: dropping it writes what is left.
+pub fn init(format: LogFormat) -> LogGuard {
+    let writer = BatchWriter::start(std::io::stdout());
     let filter = EnvFilter::try_from_env("TANDEM_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn,rustls=warn"));
     let registry = tracing_subscriber::registry().with(filter);
+    let make_writer = writer.clone();
     match format {
         LogFormat::Text => registry
             .with(
                 fmt::layer()
-                    .with_writer(writer)
+                    .with_writer(make_writer)
                     .with_target(false)
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
             )
@@ -35,11 +41,116 @@ pub fn init(format: LogFormat) -> WorkerGuard {
                     .json()
                     .flatten_event(true)
                     .with_current_span(false)
-                    .with_writer(writer),
+                    .with_writer(make_writer),
             )
             .init(),
     }
-    guard
+    LogGuard(writer)
+}
+
+/// Writes what is still buffered when dropped.
+pub struct LogGuard(BatchWriter);
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.0.flush();
+    }
+}
+
+/// How often buffered log lines are written out.
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
+/// A buffer this full is written out at once by the thread that filled it.
+const FLUSH_AT: usize = 1024 * 1024;
+/// What each of the two buffers starts with; they keep what they grow to.
+const CAPACITY: usize = 256 * 1024;
+
+/// A log sink that collects lines in memory and writes them out every [`FLUSH_EVERY`]
+/// (or when [`FLUSH_AT`] bytes are waiting), from a thread of its own. Two buffers take
+/// turns, so after warming up no line costs an allocation or a page fault.
+#[derive(Clone)]
+pub struct BatchWriter {
+    inner: Arc<BatchInner>,
+}
+
+struct BatchInner {
+    /// Where lines are appended.
+    filling: Mutex<Vec<u8>>,
+    /// The buffer being written out, and the destination; held only while writing.
+    draining: Mutex<(Vec<u8>, Box<dyn Write + Send>)>,
+}
+
+impl BatchWriter {
+    pub fn start(out: impl Write + Send + 'static) -> BatchWriter {
+        let writer = BatchWriter {
+            inner: Arc::new(BatchInner {
+                filling: Mutex::new(Vec::with_capacity(CAPACITY)),
+                draining: Mutex::new((Vec::with_capacity(CAPACITY), Box::new(out))),
+            }),
+        };
+        let weak = Arc::downgrade(&writer.inner);
+        std::thread::Builder::new()
+            .name("tandem-logs".into())
+            .spawn(move || {
+                while let Some(inner) = weak.upgrade() {
+                    BatchWriter { inner }.flush();
+                    std::thread::sleep(FLUSH_EVERY);
+                }
+            })
+            .expect("starting the log writer thread");
+        writer
+    }
+
+    /// Writes out everything buffered so far.
+    pub fn flush(&self) {
+        let mut draining = lock(&self.inner.draining);
+        let (spare, out) = &mut *draining;
+        {
+            let mut filling = lock(&self.inner.filling);
+            if filling.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut *filling, spare);
+        }
+        // Nowhere to report a failing log destination; the lines are dropped.
+        let _ = out.write_all(spare).and_then(|()| out.flush());
+        spare.clear();
+    }
+}
+
+/// A poisoned lock only means a thread panicked while logging; the bytes are still fine.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One log line's writer: the formatter writes the line in pieces, appended here.
+pub struct LineWriter<'a>(&'a BatchWriter);
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let full = {
+            let mut buffer = lock(&self.0.inner.filling);
+            buffer.extend_from_slice(bytes);
+            buffer.len() >= FLUSH_AT
+        };
+        if full {
+            self.0.flush();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> fmt::MakeWriter<'a> for BatchWriter {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter(self)
+    }
 }
 
 type Labels = [(&'static str, &'static str); 1];

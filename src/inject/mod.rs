@@ -72,22 +72,23 @@ pub fn plan(pod: &Pod<'_>, prefix: &str, resolution: &Resolution) -> Outcome {
     };
     let mut builder = Builder::new(pod, prefix);
     for resolved in &resolution.patterns {
-        let mut trial = builder.clone();
+        let checkpoint = builder.checkpoint();
         let result = match resolved.pattern {
-            Pattern::LogShipper => log_shipper::plan(&mut trial, resolved),
-            Pattern::MetricsAdapter => metrics_adapter::plan(&mut trial, resolved),
-            Pattern::Ambassador => ambassador::plan(&mut trial, resolved),
-            Pattern::GitClone => git_clone::plan(&mut trial, resolved),
+            Pattern::LogShipper => log_shipper::plan(&mut builder, resolved),
+            Pattern::MetricsAdapter => metrics_adapter::plan(&mut builder, resolved),
+            Pattern::Ambassador => ambassador::plan(&mut builder, resolved),
+            Pattern::GitClone => git_clone::plan(&mut builder, resolved),
         };
         match result {
-            Ok(()) => {
-                trial.plan.patterns.push(resolved.pattern);
-                builder = trial;
+            Ok(()) => builder.plan.patterns.push(resolved.pattern),
+            Err(invalid) => {
+                // Whatever the pattern added before it failed goes, names and ports included.
+                builder.rollback(checkpoint);
+                match resolved.on_invalid {
+                    OnInvalid::Warn => outcome.warned.push(invalid),
+                    OnInvalid::Deny => outcome.denied.push(invalid),
+                }
             }
-            Err(invalid) => match resolved.on_invalid {
-                OnInvalid::Warn => outcome.warned.push(invalid),
-                OnInvalid::Deny => outcome.denied.push(invalid),
-            },
         }
     }
     if !outcome.denied.is_empty() || builder.plan.patterns.is_empty() {
@@ -117,7 +118,6 @@ pub fn present(pod: &Pod<'_>) -> Vec<Pattern> {
 }
 
 /// A plan under construction, with the names and ports already taken in the pod.
-#[derive(Clone)]
 pub(crate) struct Builder<'p> {
     pod: &'p Pod<'p>,
     prefix: &'p str,
@@ -125,7 +125,27 @@ pub(crate) struct Builder<'p> {
     volumes: BTreeSet<String>,
     /// Container ports in use in the pod's network namespace, with who uses them.
     ports: BTreeMap<u16, String>,
+    /// Names, ports and annotations taken since the pod was read, newest last, so that a
+    /// failed pattern can give back what it took.
+    taken: Vec<Taken>,
     pub plan: Plan,
+}
+
+/// Something a pattern claimed in the builder.
+enum Taken {
+    Container(String),
+    Volume(String),
+    Port(u16),
+    Annotation(String),
+}
+
+/// Where the builder stood before a pattern: see [`Builder::rollback`].
+pub(crate) struct Checkpoint {
+    taken: usize,
+    init_containers: usize,
+    containers: usize,
+    volumes: usize,
+    mounts: usize,
 }
 
 impl<'p> Builder<'p> {
@@ -149,8 +169,37 @@ impl<'p> Builder<'p> {
             containers: pod.container_names().map(str::to_string).collect(),
             volumes: pod.volume_names().map(str::to_string).collect(),
             ports,
+            taken: Vec::new(),
             plan: Plan::default(),
         }
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            taken: self.taken.len(),
+            init_containers: self.plan.init_containers.len(),
+            containers: self.plan.containers.len(),
+            volumes: self.plan.volumes.len(),
+            mounts: self.plan.mounts.len(),
+        }
+    }
+
+    /// Undoes everything since `checkpoint`.
+    fn rollback(&mut self, checkpoint: Checkpoint) {
+        for taken in self.taken.drain(checkpoint.taken..) {
+            match taken {
+                Taken::Container(name) => self.containers.remove(&name),
+                Taken::Volume(name) => self.volumes.remove(&name),
+                Taken::Port(port) => self.ports.remove(&port).is_some(),
+                Taken::Annotation(key) => self.plan.annotations.remove(&key).is_some(),
+            };
+        }
+        self.plan
+            .init_containers
+            .truncate(checkpoint.init_containers);
+        self.plan.containers.truncate(checkpoint.containers);
+        self.plan.volumes.truncate(checkpoint.volumes);
+        self.plan.mounts.truncate(checkpoint.mounts);
     }
 
     pub fn prefix(&self) -> &str {
@@ -159,11 +208,15 @@ impl<'p> Builder<'p> {
 
     /// `base`, or `base-2`, `base-3`… if the pod already has a container of that name.
     pub fn container_name(&mut self, base: &str) -> String {
-        unique(&mut self.containers, base)
+        let name = unique(&mut self.containers, base);
+        self.taken.push(Taken::Container(name.clone()));
+        name
     }
 
     pub fn volume_name(&mut self, base: &str) -> String {
-        unique(&mut self.volumes, base)
+        let name = unique(&mut self.volumes, base);
+        self.taken.push(Taken::Volume(name.clone()));
+        name
     }
 
     /// Claims `port` in the pod's network namespace for `container`.
@@ -185,6 +238,7 @@ impl<'p> Builder<'p> {
             });
         }
         self.ports.insert(port, container.to_string());
+        self.taken.push(Taken::Port(port));
         Ok(())
     }
 
@@ -194,6 +248,7 @@ impl<'p> Builder<'p> {
             .find(|p| !self.ports.contains_key(p))
             .expect("a pod cannot use every port above the preferred one");
         self.ports.insert(port, container.to_string());
+        self.taken.push(Taken::Port(port));
         port
     }
 
@@ -300,6 +355,7 @@ impl<'p> Builder<'p> {
     pub fn annotate_if_unset(&mut self, key: &str, value: impl Into<String>) {
         if self.pod.annotation(key).is_none() && !self.plan.annotations.contains_key(key) {
             self.plan.annotations.insert(key.to_string(), value.into());
+            self.taken.push(Taken::Annotation(key.to_string()));
         }
     }
 
@@ -454,5 +510,29 @@ pub fn conflict(
         accepted: accepted.into(),
         reason: Reason::Conflict,
         pattern: Some(resolved.pattern),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rolled_back_pattern_gives_its_names_and_ports_back() {
+        let pod = Pod::parse(r#"{"spec": {"containers": [{"name": "web"}]}}"#).unwrap();
+        let mut builder = Builder::new(&pod, "tandem.dev");
+        assert_eq!(builder.container_name("tandem-x"), "tandem-x");
+        let checkpoint = builder.checkpoint();
+        assert_eq!(builder.container_name("tandem-x"), "tandem-x-2");
+        assert_eq!(builder.volume_name("tandem-v"), "tandem-v");
+        assert_eq!(builder.free_port(9000, "tandem-x-2"), 9000);
+        builder.annotate_if_unset("a/b", "c");
+        builder.add_volume(empty_dir("tandem-v".into()));
+        builder.rollback(checkpoint);
+        assert_eq!(builder.container_name("tandem-x"), "tandem-x-2");
+        assert_eq!(builder.volume_name("tandem-v"), "tandem-v");
+        assert_eq!(builder.free_port(9000, "y"), 9000);
+        assert!(builder.plan.annotations.is_empty());
+        assert!(builder.plan.volumes.is_empty());
     }
 }

@@ -13,10 +13,7 @@ use crate::{
     pattern::{GitUrl, Kind, Pattern},
     policy::{
         selector::Labels,
-        snapshot::{
-            Effective, ProfileEntry, Snapshot, option_kind, option_names, placeholders,
-            profile_names, templated,
-        },
+        snapshot::{Effective, ProfileEntry, Snapshot, option_kind, option_names, profile_names},
         types::{OnInvalid, SidecarMode},
     },
 };
@@ -59,7 +56,9 @@ pub struct Resolved {
     pub pattern: Pattern,
     pub profile_name: String,
     pub profile: ProfileEntry,
-    pub options: BTreeMap<String, Setting>,
+    /// The options policies and annotations set; the rest come from the profile and the
+    /// pattern's defaults (see [`Resolved::option`] and [`Resolved::settings`]).
+    pub set: BTreeMap<String, Setting>,
     pub why: Why,
     pub sidecar_mode: SidecarMode,
     /// What a problem found later (by the injector) does to this pattern.
@@ -67,9 +66,50 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// An option's value; `None` when unset.
+    /// An option's value: set by a policy or annotation, else the profile's, else the
+    /// pattern's default; `None` when unset.
     pub fn option(&self, name: &str) -> Option<&str> {
-        self.options.get(name).map(|s| s.value.as_str())
+        if name == "profile" {
+            return Some(&self.profile_name);
+        }
+        match self.set.get(name) {
+            Some(setting) => Some(&setting.value),
+            None => match self.profile.profile.options.get(name) {
+                Some(value) => Some(&value.0),
+                None => self.pattern.option(name).and_then(|spec| spec.default),
+            },
+        }
+    }
+
+    /// Where an option's value comes from; `None` when unset.
+    pub fn origin(&self, name: &str) -> Option<Origin> {
+        match self.set.get(name) {
+            Some(setting) => Some(setting.origin.clone()),
+            None if self.profile.profile.options.contains_key(name) => Some(Origin::Profile),
+            None => self
+                .pattern
+                .option(name)
+                .and_then(|spec| spec.default)
+                .map(|_| Origin::Pattern),
+        }
+    }
+
+    /// Every option with a value, sorted by name, with where it came from (for `explain`).
+    pub fn settings(&self) -> Vec<(String, Setting)> {
+        let mut names: Vec<&str> = self.pattern.options().iter().map(|o| o.name).collect();
+        names.extend(self.profile.profile.options.keys().map(String::as_str));
+        names.extend(self.set.keys().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .filter(|name| *name != "profile")
+            .filter_map(|name| {
+                let value = self.option(name)?.to_string();
+                let origin = self.origin(name)?;
+                Some((name.to_string(), Setting { value, origin }))
+            })
+            .collect()
     }
 
     /// An option that resolution guarantees is set (required, or with a default).
@@ -79,7 +119,7 @@ impl Resolved {
 
     /// Where `name` was set, for messages about its value.
     pub fn source(&self, prefix: &str, name: &str) -> Source {
-        match self.options.get(name).map(|s| &s.origin) {
+        match self.origin(name).as_ref() {
             Some(Origin::Annotation(source)) => source.clone(),
             Some(Origin::Policy(policy)) => Source::Policy {
                 name: policy.to_string(),
@@ -216,14 +256,6 @@ impl Context<'_> {
         let pattern = self.pattern;
         let (profile_name, profile) = self.profile()?;
         let mut options: BTreeMap<String, Setting> = BTreeMap::new();
-        for spec in pattern.options() {
-            if let Some(default) = spec.default {
-                options.insert(spec.name.into(), setting(default, Origin::Pattern));
-            }
-        }
-        for (key, value) in &profile.profile.options {
-            options.insert(key.clone(), setting(&value.0, Origin::Profile));
-        }
         if let Some(defaults) = self.effective.defaults.get(pattern) {
             for (key, value) in &defaults.value {
                 // A default for another profile's own option does not apply to this one.
@@ -245,13 +277,11 @@ impl Context<'_> {
                 options.insert(option.name.clone(), setting(&option.value, origin));
             }
         }
-        options.insert("profile".into(), setting(&profile_name, Origin::Profile));
-
         let resolved = Resolved {
             pattern,
             profile_name,
             profile,
-            options,
+            set: options,
             why,
             sidecar_mode: self
                 .effective
@@ -398,10 +428,7 @@ impl Context<'_> {
             Pattern::Ambassador => &["upstream", "port"],
             Pattern::GitClone => &["repo"],
         };
-        let profile = &resolved.profile.profile;
-        let used = templated(profile)
-            .flat_map(|(_, text)| placeholders(text).into_iter().flatten())
-            .filter(|name| !crate::policy::snapshot::computed_placeholders(pattern).contains(name));
+        let used = resolved.profile.placeholders.iter().map(String::as_str);
         for name in required.iter().copied().chain(used) {
             if resolved.option(name).is_none() {
                 let accepted = match pattern.option(name) {

@@ -49,6 +49,9 @@ pub struct PolicyError {
 pub struct ProfileEntry {
     pub profile: Arc<Profile>,
     pub policy: Arc<str>,
+    /// The options the profile's templates use, each once: what a pod must have values
+    /// for (computed placeholders left out).
+    pub placeholders: Arc<[String]>,
 }
 
 /// A namespace as the API server (or `explain --namespace-labels`) describes it.
@@ -186,6 +189,8 @@ pub struct Snapshot {
     /// The view of every namespace the API server has not described, when no policy
     /// selects namespaces (then they all look alike): built once, not per review.
     unknown: Option<Arc<NamespaceView>>,
+    /// Whether a pod without any annotation of ours gets nothing, in every namespace.
+    passes_unannotated: bool,
 }
 
 impl Snapshot {
@@ -233,6 +238,7 @@ impl Snapshot {
                     profiles.get_mut(pattern).insert(
                         profile_name.clone(),
                         ProfileEntry {
+                            placeholders: used_options(pattern, profile),
                             profile: Arc::new(profile.clone()),
                             policy: policy.clone(),
                         },
@@ -259,6 +265,7 @@ impl Snapshot {
             namespaces: HashMap::new(),
             namespaces_known: namespaces.is_some(),
             unknown: None,
+            passes_unannotated: false,
         };
         if snapshot.policies.iter().all(|p| p.namespaces.is_empty()) {
             let view = snapshot.view("", &NamespaceInfo::default());
@@ -270,7 +277,22 @@ impl Snapshot {
                 .map(|(name, info)| (name.clone(), Arc::new(snapshot.view(name, info))))
                 .collect();
         }
+        snapshot.passes_unannotated = snapshot
+            .policies
+            .iter()
+            .all(|p| p.spec.defaults.is_empty() && p.spec.enforce.is_empty())
+            && snapshot
+                .namespaces
+                .values()
+                .all(|ns| ns.annotations.is_empty());
         (snapshot, errors)
+    }
+
+    /// Whether a pod that carries no annotation under [`Snapshot::prefix`] gets nothing in
+    /// any namespace: no policy switches a pattern on by default or enforces one, and no
+    /// namespace carries tandem annotations. Reviews of such pods need not read the pod.
+    pub fn passes_unannotated(&self) -> bool {
+        self.passes_unannotated
     }
 
     /// The policies in ascending priority, for `explain` and tests.
@@ -642,6 +664,18 @@ fn templated_fields(profile: &Profile) -> impl Iterator<Item = (String, &str)> {
                 .iter()
                 .map(|(key, text)| (format!(".annotations[{key:?}]"), text.as_str())),
         )
+}
+
+/// The options a (checked) profile's templates use, each once, computed ones left out.
+fn used_options(pattern: Pattern, profile: &Profile) -> Arc<[String]> {
+    let mut used: Vec<String> = templated(profile)
+        .flat_map(|(_, text)| placeholders(text).into_iter().flatten())
+        .filter(|name| !computed_placeholders(pattern).contains(name))
+        .map(str::to_string)
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    used.into()
 }
 
 /// The texts of a profile that take placeholders, with the field each is in.
