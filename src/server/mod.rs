@@ -15,9 +15,10 @@ use std::{
 };
 
 use axum::Router;
+use hyper::server::conn::{http1, http2};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use rustls::ServerConfig;
@@ -91,16 +92,7 @@ impl Server {
         let mut connections = JoinSet::new();
         let acceptor = TlsAcceptor::from(tls);
         let router = routes::webhook(state.clone());
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
-            .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(256);
+        let builder = Protocols::new();
 
         tokio::pin!(signal);
         let mut stopping = false;
@@ -151,12 +143,35 @@ impl Server {
     }
 }
 
+/// HTTP/1.1 and HTTP/2 as the webhook serves them.
+#[derive(Clone)]
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new() -> Self {
+        let mut http1 = http1::Builder::new();
+        // A stalled client is dropped, but only after the API server's own idle timeout
+        // for webhook connections (Go's default, 90 s): closing an idle keep-alive
+        // connection first races with a request the API server is about to send on it.
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(120))
+            .keep_alive(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new()).max_concurrent_streams(256);
+        Protocols { http1, http2 }
+    }
+}
+
 /// The task that serves one accepted connection: TLS handshake, then HTTP until it closes.
 fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     acceptor: &TlsAcceptor,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &Protocols,
     router: &Router,
     graceful: &GracefulShutdown,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -176,10 +191,21 @@ fn serve_connection(
                 return;
             }
         };
-        let connection = builder
-            .serve_connection(TokioIo::new(tls), service)
-            .into_owned();
-        if let Err(error) = watcher.watch(connection).await {
+        // ALPN already said which protocol the client speaks: no need to sniff the
+        // first bytes of every connection (hyper-util's auto builder), which also wraps
+        // every read that follows.
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(tls);
+        let result = if h2 {
+            watcher
+                .watch(builder.http2.serve_connection(io, service))
+                .await
+        } else {
+            watcher
+                .watch(builder.http1.serve_connection(io, service))
+                .await
+        };
+        if let Err(error) = result {
             tracing::debug!(%peer, %error, "connection ended with an error");
         }
     }

@@ -350,7 +350,7 @@ pub fn mutate(
     }
     let mut result = pod.clone();
     if let Some(patch) = tandem::engine::patch(&parsed, &evaluation) {
-        json_patch::patch(&mut result, &patch).expect("the patch applies");
+        tandem::engine::apply(&mut result, &patch).expect("the patch applies");
     }
     (evaluation, Some(result))
 }
