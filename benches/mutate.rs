@@ -1,7 +1,7 @@
 //! The mutation itself, without TLS or HTTP: `admission::review` on the benchmark kit's
 //! AdmissionReviews (plain: none of our annotations; typical: log shipper + git clone;
-//! large: 8 containers, all four patterns), with the built-in policies and with a dozen
-//! policies loaded.
+//! large: 8 containers, all four patterns), with the built-in policies and with the dozen
+//! policies of `benches/policies` loaded.
 //!
 //!     cargo bench --bench mutate
 
@@ -10,7 +10,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tandem::{
     admission,
-    policy::{InjectionPolicy, builtin, snapshot::Snapshot},
+    policy::{InjectionPolicy, builtin, files, snapshot::Snapshot},
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -21,36 +21,10 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Twelve policies of the kinds a platform team writes: namespace- and pod-scoped
-/// defaults, overrides, allow-lists, profiles.
+/// `benches/policies`: a dozen policies of the kinds platform teams write.
 fn dozen_policies() -> Vec<InjectionPolicy> {
-    (0..12)
-        .map(|i| {
-            let yaml = format!(
-                r#"apiVersion: tandem.dev/v1alpha1
-kind: InjectionPolicy
-metadata: {{name: team-{i}}}
-spec:
-  priority: {i}
-  selector:
-    namespaces: {{matchLabels: {{team: team-{i}}}}}
-    pods: {{matchExpressions: [{{key: tier, operator: In, values: [backend, frontend]}}]}}
-  defaults:
-    log-shipper: {{profile: loki-{i}, path: /var/log/team-{i}}}
-  overrides:
-    log-shipper: [path, containers, profile]
-  allowedGitHosts: [github.com, "*.example.com"]
-  profiles:
-    log-shipper:
-      loki-{i}:
-        image: cr.fluentbit.io/fluent/fluent-bit:4.2.4
-        args: ["-i", "tail", "-p", "path={{{{path}}}}/*.log", "-o", "loki", "-m", "*", "-p", "host=loki-{i}.logging"]
-        resources: {{requests: {{cpu: 10m, memory: 32Mi}}, limits: {{memory: 64Mi}}}}
-"#
-            );
-            serde_saphyr::from_str(&yaml).expect("a valid policy")
-        })
-        .collect()
+    let dir = format!("{}/benches/policies", env!("CARGO_MANIFEST_DIR"));
+    files::check(dir.as_ref(), "tandem.dev").expect("the benchmark's policies are valid")
 }
 
 fn bench(c: &mut Criterion) {

@@ -173,18 +173,21 @@ pub struct Reviewed {
 
 /// Answers one AdmissionReview body under `snapshot`.
 pub fn review(body: &[u8], snapshot: &Snapshot) -> Result<Reviewed, BadReview> {
-    // Most pods carry nothing of ours. When no policy or namespace can switch anything on
-    // for them either, and the prefix appears nowhere in the body, the pod is not read:
-    // the review is checked whole (it is still parsed, so a broken body is still a 400),
-    // and only the pod's name is kept for the log line.
-    if snapshot.passes_unannotated()
-        && memchr::memmem::find(body, snapshot.prefix.as_bytes()).is_none()
+    // Most pods carry nothing of ours. When the prefix appears nowhere in the body and
+    // nothing in the pod's namespace switches a pattern on without annotations, the pod is
+    // not read: the review is checked whole (it is still parsed, so a broken body is still
+    // a 400), and only the pod's name is kept for the log line.
+    if memchr::memmem::find(body, snapshot.prefix.as_bytes()).is_none()
         && let Ok(review) = serde_json::from_slice::<ReviewIn<'_, Identity<'_>>>(body)
     {
         let request = accept(review.api_version, review.kind, review.request)?;
-        return Ok(decide(request, snapshot, |identity| {
-            Ok(Read::Unannotated(identity))
-        }));
+        let namespace = snapshot.namespace(request.namespace.as_deref().unwrap_or_default());
+        let labels = request.object.as_ref().map(Identity::labels);
+        if !labels.is_some_and(|labels| snapshot.switches_on(&namespace, labels)) {
+            return Ok(decide(request, snapshot, |identity| {
+                Ok(Read::Unannotated(identity))
+            }));
+        }
     }
     // One pass over the body reads the review and the pod together. Only when that fails
     // is it read again, with the object kept raw, to tell a bad review from an object that

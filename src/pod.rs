@@ -129,11 +129,18 @@ struct Names<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     generate_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    labels: Pairs<'a>,
 }
 
 impl Identity<'_> {
     pub fn display_name(&self) -> String {
         display_name(&self.metadata.name, &self.metadata.generate_name)
+    }
+
+    /// For policies' pod selectors.
+    pub fn labels(&self) -> &Pairs<'_> {
+        &self.metadata.labels
     }
 }
 

@@ -2,6 +2,7 @@
 //! resolves for a pod after lists, watch events, expired watches and outages, and when
 //! `/readyz` turns true.
 
+mod common;
 mod fake_api;
 
 use std::{
@@ -12,9 +13,7 @@ use std::{
 use fake_api::{FakeApi, Kind};
 use serde_json::{Value, json};
 use tandem::{
-    engine,
     pattern::Pattern,
-    pod::Pod,
     policy::{
         kube::{Options, run_with},
         store::Store,
@@ -76,11 +75,11 @@ impl Tandem {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web", "labels": {"app": "web"}, "annotations": annotations},
             "spec": {"containers": [{"name": "web", "image": "nginx"}]},
-        })
-        .to_string();
-        let pod = Pod::parse(&pod).expect("the test pod parses");
-        let evaluation = engine::evaluate(&self.store.snapshot(), namespace, &pod);
+        });
+        let (evaluation, result) = common::mutate(&self.store.snapshot(), namespace, &pod);
         assert_eq!(evaluation.denial(), None, "pod in {namespace} denied");
+        // Every pod the cluster would get is one the API server accepts.
+        common::assert_valid_pod(&result.expect("admitted"));
         evaluation.patterns().to_vec()
     }
 

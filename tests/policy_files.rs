@@ -2,13 +2,13 @@
 //! ConfigMap-style `..data` swaps apply; a bad reload keeps the last good set and counts an
 //! error; reading the files does not itself trigger reloads.
 
+mod common;
+
 use std::{fs, os::unix::fs::symlink, path::Path, sync::Arc, time::Duration};
 
 use serde_json::json;
 use tandem::{
-    engine,
     pattern::Pattern,
-    pod::Pod,
     policy::{
         files::{self, FilesWatch},
         store::Store,
@@ -65,11 +65,11 @@ impl Watched {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web"},
             "spec": {"containers": [{"name": "web", "image": "nginx"}]},
-        })
-        .to_string();
-        let pod = Pod::parse(&pod).expect("the test pod parses");
-        let evaluation = engine::evaluate(&self.store.snapshot(), namespace, &pod);
-        assert_eq!(evaluation.denial(), None);
+        });
+        let (evaluation, result) = common::mutate(&self.store.snapshot(), namespace, &pod);
+        assert_eq!(evaluation.denial(), None, "pod in {namespace} denied");
+        // Every pod the cluster would get is one the API server accepts.
+        common::assert_valid_pod(&result.expect("admitted"));
         evaluation.patterns().to_vec()
     }
 

@@ -230,3 +230,33 @@ async fn the_default_container_and_scrape_annotations_the_user_set_are_kept() {
     assert!(container_names(&result).contains(&"tandem-metrics-adapter".to_string()));
     assert_valid_pod(&result);
 }
+
+#[tokio::test]
+async fn a_pod_without_annotations_gets_what_its_namespace_policy_switches_on() {
+    let server = TestServer::start_with(Options {
+        policies: policies(
+            r#"
+apiVersion: tandem.dev/v1alpha1
+kind: InjectionPolicy
+metadata: {name: payments-logging}
+spec:
+  selector:
+    namespaces: {matchLabels: {kubernetes.io/metadata.name: payments}}
+  defaults:
+    log-shipper: {}
+"#,
+        ),
+        ..Options::default()
+    })
+    .await;
+    let client = server.client(false);
+    for (namespace, expected) in [("payments", true), ("search", false), ("payments", true)] {
+        let request = review(&pod(&[]), namespace);
+        let (status, response) = server.post(&client, &request).await;
+        assert_eq!(status, 200);
+        let result = patched(&request, &response);
+        let shipped = container_names(&result).contains(&"tandem-log-shipper".to_string());
+        assert_eq!(shipped, expected, "{namespace}: {response}");
+        assert_valid_pod(&result);
+    }
+}

@@ -161,7 +161,7 @@ pub struct PodInput<'a, L: Labels + ?Sized> {
 pub fn resolve<L: Labels + ?Sized>(snapshot: &Snapshot, pod: &PodInput<'_, L>) -> Resolution {
     let namespace = snapshot.namespace(pod.namespace);
     let mut resolution = Resolution::default();
-    if pod.annotations.is_empty() && !namespace.switches_anything_on {
+    if pod.annotations.is_empty() && !snapshot.switches_on(&namespace, pod.labels) {
         return resolution;
     }
     let effective = snapshot.effective(&namespace, pod.labels);

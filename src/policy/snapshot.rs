@@ -5,10 +5,9 @@
 //! policies that apply to it merged in advance, so a review does a map look-up or two.
 
 use std::{
-    borrow::Cow,
     collections::{BTreeMap, HashMap},
     fmt,
-    sync::Arc,
+    sync::{Arc, PoisonError, RwLock},
 };
 
 use crate::{
@@ -136,13 +135,6 @@ impl Effective {
             self.on_invalid = Some(from_copy(on_invalid, name));
         }
     }
-
-    /// Whether a pod without annotations of ours can still get something.
-    pub fn switches_anything_on(&self) -> bool {
-        Pattern::ALL
-            .iter()
-            .any(|&p| self.defaults.get(p).is_some() || self.enforce.get(p).is_some())
-    }
 }
 
 fn from_copy<T>(value: T, name: &Arc<str>) -> ByPolicy<T> {
@@ -164,15 +156,18 @@ pub struct Compiled {
 
 /// A namespace with the policies that apply to it already chosen (and merged, when none of
 /// them looks at pod labels).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct NamespaceView {
     pub annotations: Annotations,
     /// Indices into [`Snapshot::policies`] whose namespace selector matches.
     candidates: Vec<usize>,
     /// The merge of all candidates, when none of them has a pod selector.
     merged: Option<Arc<Effective>>,
-    /// Whether a pod without annotations can get anything here.
-    pub switches_anything_on: bool,
+    /// The candidates that switch patterns on by themselves (`defaults`, `enforce`).
+    switching: Vec<usize>,
+    /// When some candidates select pods: the merge for each set of matching candidates
+    /// met so far (one flag per candidate).
+    by_pods: RwLock<HashMap<Vec<bool>, Arc<Effective>>>,
 }
 
 /// Everything a review needs from the policies, immutable once built.
@@ -189,9 +184,13 @@ pub struct Snapshot {
     /// The view of every namespace the API server has not described, when no policy
     /// selects namespaces (then they all look alike): built once, not per review.
     unknown: Option<Arc<NamespaceView>>,
-    /// Whether a pod without any annotation of ours gets nothing, in every namespace.
-    passes_unannotated: bool,
+    /// Views of namespaces the API server has not described, built on first use: without
+    /// `--kube` every namespace is one of these. Bounded by [`SEEN_LIMIT`].
+    seen: RwLock<HashMap<String, Arc<NamespaceView>>>,
 }
+
+/// How many namespaces' views a snapshot keeps beyond the known ones.
+const SEEN_LIMIT: usize = 4096;
 
 impl Snapshot {
     /// Compiles `policies` (replacing same-named ones in order) and `namespaces`.
@@ -265,7 +264,7 @@ impl Snapshot {
             namespaces: HashMap::new(),
             namespaces_known: namespaces.is_some(),
             unknown: None,
-            passes_unannotated: false,
+            seen: RwLock::default(),
         };
         if snapshot.policies.iter().all(|p| p.namespaces.is_empty()) {
             let view = snapshot.view("", &NamespaceInfo::default());
@@ -277,22 +276,7 @@ impl Snapshot {
                 .map(|(name, info)| (name.clone(), Arc::new(snapshot.view(name, info))))
                 .collect();
         }
-        snapshot.passes_unannotated = snapshot
-            .policies
-            .iter()
-            .all(|p| p.spec.defaults.is_empty() && p.spec.enforce.is_empty())
-            && snapshot
-                .namespaces
-                .values()
-                .all(|ns| ns.annotations.is_empty());
         (snapshot, errors)
-    }
-
-    /// Whether a pod that carries no annotation under [`Snapshot::prefix`] gets nothing in
-    /// any namespace: no policy switches a pattern on by default or enforces one, and no
-    /// namespace carries tandem annotations. Reviews of such pods need not read the pod.
-    pub fn passes_unannotated(&self) -> bool {
-        self.passes_unannotated
     }
 
     /// The policies in ascending priority, for `explain` and tests.
@@ -302,23 +286,33 @@ impl Snapshot {
 
     /// The view of namespace `name`: precomputed when namespaces are known, else built from
     /// the name label alone.
-    pub fn namespace(&self, name: &str) -> Cow<'_, NamespaceView> {
+    pub fn namespace(&self, name: &str) -> Arc<NamespaceView> {
         if let Some(view) = self.namespaces.get(name) {
-            return Cow::Borrowed(view);
+            return view.clone();
         }
         if let Some(view) = &self.unknown {
-            return Cow::Borrowed(view);
+            return view.clone();
         }
-        let info = NamespaceInfo {
-            labels: BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), name.to_string())]),
-            annotations: BTreeMap::new(),
-        };
+        let seen = self.seen.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(view) = seen.get(name) {
+            return view.clone();
+        }
+        drop(seen);
         if self.namespaces_known {
             // A namespace the reflector has not seen yet (created a moment ago): the
             // API server created it before the pod, so this is rare and short-lived.
             tracing::debug!(namespace = name, "namespace not in the store yet");
         }
-        Cow::Owned(self.view(name, &info))
+        let info = NamespaceInfo {
+            labels: BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), name.to_string())]),
+            annotations: BTreeMap::new(),
+        };
+        let view = Arc::new(self.view(name, &info));
+        let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() < SEEN_LIMIT {
+            seen.insert(name.to_string(), view.clone());
+        }
+        view
     }
 
     fn view(&self, name: &str, info: &NamespaceInfo) -> NamespaceView {
@@ -342,17 +336,21 @@ impl Snapshot {
         let any_pod_selector = candidates
             .iter()
             .any(|&i| !self.policies[i].pods.is_empty());
-        let switches_anything_on = !annotations.is_empty()
-            || candidates.iter().any(|&i| {
+        let switching = candidates
+            .iter()
+            .copied()
+            .filter(|&i| {
                 let spec = &self.policies[i].spec;
                 !spec.defaults.is_empty() || !spec.enforce.is_empty()
-            });
+            })
+            .collect();
         let merged = (!any_pod_selector).then(|| Arc::new(self.merge(candidates.iter().copied())));
         NamespaceView {
             annotations,
             candidates,
             merged,
-            switches_anything_on,
+            switching,
+            by_pods: RwLock::default(),
         }
     }
 
@@ -364,6 +362,16 @@ impl Snapshot {
         effective
     }
 
+    /// Whether a pod with `labels` and no annotation of ours gets anything in `namespace`:
+    /// the namespace's annotations, or a policy switching a pattern on for it.
+    pub fn switches_on(&self, namespace: &NamespaceView, labels: &(impl Labels + ?Sized)) -> bool {
+        !namespace.annotations.is_empty()
+            || namespace
+                .switching
+                .iter()
+                .any(|&i| self.policies[i].pods.matches(labels))
+    }
+
     /// What the policies decide for a pod with `labels` in namespace view `namespace`.
     pub fn effective(
         &self,
@@ -373,15 +381,38 @@ impl Snapshot {
         if let Some(merged) = &namespace.merged {
             return merged.clone();
         }
-        Arc::new(
+        // Which candidates' pod selectors match: a few distinct sets per namespace, each
+        // merged once and kept.
+        let matched: Vec<bool> = namespace
+            .candidates
+            .iter()
+            .map(|&i| self.policies[i].pods.matches(labels))
+            .collect();
+        let memo = namespace
+            .by_pods
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(merged) = memo.get(&matched) {
+            return merged.clone();
+        }
+        drop(memo);
+        let merged = Arc::new(
             self.merge(
                 namespace
                     .candidates
                     .iter()
-                    .copied()
-                    .filter(|&i| self.policies[i].pods.matches(labels)),
+                    .zip(&matched)
+                    .filter_map(|(&i, &matches)| matches.then_some(i)),
             ),
-        )
+        );
+        let mut memo = namespace
+            .by_pods
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if memo.len() < SEEN_LIMIT {
+            memo.insert(matched, merged.clone());
+        }
+        merged
     }
 }
 
