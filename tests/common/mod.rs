@@ -238,18 +238,12 @@ pub fn client_builder(ca: &Path, http2: bool) -> reqwest::ClientBuilder {
     }
 }
 
-/// A fixture under `tests/data`.
-pub fn fixture(name: &str) -> Value {
-    let path = root().join("tests/data").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// One of the benchmark kit's fixtures (AdmissionReviews as the API server sends them).
+/// One of the benchmark kit's fixtures (AdmissionReviews as the API server sends them),
+/// as copied into `tests/data/reviews/bench-<name>.json`.
 pub fn bench_fixture(name: &str) -> Value {
     let path = root()
-        .join("../shared/bench/fixtures")
-        .join(format!("{name}.json"));
+        .join("tests/data/reviews")
+        .join(format!("bench-{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
