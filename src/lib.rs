@@ -36,3 +36,4 @@ pub mod pod;
 pub mod policy;
 pub mod server;
 pub mod telemetry;
+pub mod watch;

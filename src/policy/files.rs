@@ -9,8 +9,6 @@ use std::{
     time::Duration,
 };
 
-use notify::{RecursiveMode, Watcher};
-
 use crate::{
     policy::{
         builtin,
@@ -19,6 +17,7 @@ use crate::{
         types::InjectionPolicy,
     },
     telemetry::Metrics,
+    watch::{Changes, WatchError, directory_of},
 };
 
 /// Where a policy document (or a problem in one) is.
@@ -450,27 +449,16 @@ pub fn watch(
     path: PathBuf,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-) -> notify::Result<FilesWatch> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|event| changes_content(&event.kind)) {
-            let _ = tx.try_send(());
-        }
-    })?;
+) -> Result<FilesWatch, WatchError> {
     let dir = if path.is_file() {
-        path.parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| ".".into())
+        directory_of(&path).to_path_buf()
     } else {
         path.clone()
     };
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    let mut changes = Changes::watch([dir.as_path()])?;
     let prefix = store.prefix().to_string();
     let task = tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            // A ConfigMap update is several events; read once they have settled.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            while rx.try_recv().is_ok() {}
+        while changes.next(Duration::from_millis(200)).await.is_some() {
             let path = path.clone();
             let prefix = prefix.clone();
             let checked = tokio::task::spawn_blocking(move || check(&path, &prefix))
@@ -500,27 +488,11 @@ pub fn watch(
             }
         }
     });
-    Ok(FilesWatch {
-        _watcher: watcher,
-        task,
-    })
-}
-
-/// Whether an event can change what a reload reads. Opening and reading are events too
-/// (inotify's IN_OPEN): reacting to them would make every reload, which opens the directory
-/// and its files, set off the next one.
-fn changes_content(kind: &notify::EventKind) -> bool {
-    use notify::event::{AccessKind, AccessMode, EventKind};
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
-    }
+    Ok(FilesWatch { task })
 }
 
 /// Keeps a policy directory watched; dropping it stops the watch.
 pub struct FilesWatch {
-    _watcher: notify::RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
 }
 

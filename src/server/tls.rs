@@ -1,10 +1,9 @@
 //! TLS for the webhook listener: TLS 1.2 and 1.3 only, ALPN h2 and http/1.1, optional client
 //! certificates, and a certificate that is re-read when its files change.
 //!
-//! The directories holding the certificate and key are watched, not the files: a Secret
-//! volume (and cert-manager's rotation through it) replaces files by swapping the `..data`
-//! symlink, which a watch on the file itself never sees. New handshakes get the new
-//! certificate; open connections keep theirs and are never dropped.
+//! The directories holding the certificate and key are watched ([`crate::watch`]), so the
+//! Secret volume's `..data` symlink swap (cert-manager's rotation) is seen. New handshakes
+//! get the new certificate; open connections keep theirs and are never dropped.
 
 use std::{
     fs,
@@ -14,7 +13,6 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
 use rustls::{
     ServerConfig,
     crypto::CryptoProvider,
@@ -23,7 +21,10 @@ use rustls::{
     sign::CertifiedKey,
 };
 
-use crate::telemetry::Metrics;
+use crate::{
+    telemetry::Metrics,
+    watch::{Changes, directory_of},
+};
 
 /// Loading the certificate, key or client CA failed.
 #[derive(Debug, thiserror::Error)]
@@ -160,40 +161,22 @@ pub fn server_config(
 /// with a periodic re-read as a safety net for file systems that send no events. Runs until
 /// the returned watcher is dropped.
 pub fn watch(resolver: Arc<Reloading>, metrics: Arc<Metrics>) -> Result<TlsWatch, TlsError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            // A full channel already holds a pending reload: nothing is lost.
-            let _ = tx.try_send(());
-        }
-    })
-    .map_err(|e| TlsError::Watch {
-        path: resolver.files.cert.clone(),
-        message: e.to_string(),
+    let dirs = [
+        directory_of(&resolver.files.cert),
+        directory_of(&resolver.files.key),
+    ];
+    let mut changes = Changes::watch(dirs).map_err(|e| TlsError::Watch {
+        path: e.path,
+        message: e.message,
     })?;
-    for file in [&resolver.files.cert, &resolver.files.key] {
-        let dir = file
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|e| TlsError::Watch {
-                path: dir.to_path_buf(),
-                message: e.to_string(),
-            })?;
-    }
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.tick().await;
         loop {
             tokio::select! {
-                event = rx.recv() => if event.is_none() { return },
+                change = changes.next(Duration::from_millis(100)) => if change.is_none() { return },
                 _ = tick.tick() => {}
             }
-            // Let a burst of events (a Secret update is several) settle into one reload.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            while rx.try_recv().is_ok() {}
             match resolver.reload() {
                 Ok(true) => {
                     metrics.tls_reload(true);
@@ -207,15 +190,11 @@ pub fn watch(resolver: Arc<Reloading>, metrics: Arc<Metrics>) -> Result<TlsWatch
             }
         }
     });
-    Ok(TlsWatch {
-        _watcher: watcher,
-        task,
-    })
+    Ok(TlsWatch { task })
 }
 
 /// Keeps the certificate watched; dropping it stops the watch.
 pub struct TlsWatch {
-    _watcher: notify::RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
 }
 
