@@ -260,3 +260,32 @@ spec:
         assert_valid_pod(&result);
     }
 }
+
+#[tokio::test]
+async fn a_pod_declaring_every_port_is_denied_not_a_crash() {
+    let server = server().await;
+    let client = server.client(false);
+    let mut greedy = pod(&[
+        ("tandem.dev/ambassador", "tcp"),
+        ("tandem.dev/ambassador.upstream", "redis.db:6379"),
+        ("tandem.dev/ambassador.port", "80"),
+    ]);
+    let ports: Vec<Value> = (1024..=65535u32)
+        .map(|port| serde_json::json!({"containerPort": port}))
+        .collect();
+    greedy["spec"]["containers"][0]["ports"] = Value::Array(ports);
+    let (status, response) = server.post(&client, &review(&greedy, "default")).await;
+    assert_eq!(status, 200);
+    assert_eq!(response["response"]["allowed"], false);
+    assert_eq!(
+        response["response"]["status"]["message"],
+        "annotation tandem.dev/ambassador=\"tcp\" needs a free port for container \
+         tandem-ambassador, and the pod declares every port from 1024 to 65535; \
+         accepted: a pod that leaves a port free"
+    );
+
+    let good = review(&pod(&[("tandem.dev/log-shipper", "true")]), "default");
+    let (status, response) = server.post(&client, &good).await;
+    assert_eq!(status, 200);
+    assert_valid_pod(&patched(&good, &response));
+}

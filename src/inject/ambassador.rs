@@ -46,7 +46,7 @@ pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invali
     let name = builder.container_name(Pattern::Ambassador.container_name());
     // The app connects to this port on localhost, so nothing else in the pod may listen on it.
     builder.claim_port(listen, &name, resolved, "port")?;
-    let health = builder.free_port(HEALTH_PORT, &name);
+    let health = builder.free_port(HEALTH_PORT, &name, resolved)?;
 
     let settings = Settings::from(resolved, &upstreams, protocol, listen, health);
     let bootstrap = bootstrap(&settings).to_string();

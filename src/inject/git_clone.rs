@@ -77,7 +77,7 @@ pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invali
                 one_time(builder);
             }
             let name = builder.container_name(SYNC_CONTAINER);
-            let http = builder.free_port(HTTP_PORT, &name);
+            let http = builder.free_port(HTTP_PORT, &name, resolved)?;
             let mut syncer = git_sync(name, resolved, &secret);
             syncer
                 .args

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 
 use crate::{
     annotations::{self, DEFAULT_CONTAINER},
-    invalid::{Invalid, Reason},
+    invalid::{Invalid, Reason, Source},
     pattern::Pattern,
     pod::Pod,
     policy::{
@@ -242,14 +242,35 @@ impl<'p> Builder<'p> {
         Ok(())
     }
 
-    /// A port number near `preferred` that no container uses, claimed for `container`.
-    pub fn free_port(&mut self, preferred: u16, container: &str) -> u16 {
-        let port = (preferred..=u16::MAX)
+    /// A port no container uses, `preferred` or the next free one, claimed for
+    /// `container`. A pod could declare every unprivileged port: then it is refused.
+    pub fn free_port(
+        &mut self,
+        preferred: u16,
+        container: &str,
+        resolved: &Resolved,
+    ) -> Result<u16, Invalid> {
+        let Some(port) = (preferred..=u16::MAX)
+            .chain(1024..preferred)
             .find(|p| !self.ports.contains_key(p))
-            .expect("a pod cannot use every port above the preferred one");
+        else {
+            return Err(Invalid {
+                source: Source::Pod {
+                    key: format!("{}/{}", self.prefix, resolved.pattern),
+                },
+                value: resolved.profile_name.clone(),
+                problem: format!(
+                    "needs a free port for container {container}, and the pod declares every port from 1024 to 65535"
+                )
+                .into(),
+                accepted: "a pod that leaves a port free".into(),
+                reason: Reason::Conflict,
+                pattern: Some(resolved.pattern),
+            });
+        };
         self.ports.insert(port, container.to_string());
         self.taken.push(Taken::Port(port));
-        port
+        Ok(port)
     }
 
     pub fn add_volume(&mut self, volume: Volume) {
@@ -516,6 +537,19 @@ pub fn conflict(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{builtin, snapshot::Snapshot};
+
+    /// A resolved log shipper, for the builder's bookkeeping.
+    fn resolved() -> Resolved {
+        let (snapshot, _) = Snapshot::build("tandem.dev", builtin::policies(), None);
+        let pod = Pod::parse(
+            r#"{"metadata": {"annotations": {"tandem.dev/log-shipper": "true"}},
+                "spec": {"containers": [{"name": "web"}]}}"#,
+        )
+        .unwrap();
+        let mut evaluation = crate::engine::evaluate(&snapshot, "default", &pod);
+        evaluation.resolution.patterns.remove(0)
+    }
 
     #[test]
     fn a_rolled_back_pattern_gives_its_names_and_ports_back() {
@@ -525,13 +559,13 @@ mod tests {
         let checkpoint = builder.checkpoint();
         assert_eq!(builder.container_name("tandem-x"), "tandem-x-2");
         assert_eq!(builder.volume_name("tandem-v"), "tandem-v");
-        assert_eq!(builder.free_port(9000, "tandem-x-2"), 9000);
+        assert_eq!(builder.free_port(9000, "tandem-x-2", &resolved()), Ok(9000));
         builder.annotate_if_unset("a/b", "c");
         builder.add_volume(empty_dir("tandem-v".into()));
         builder.rollback(checkpoint);
         assert_eq!(builder.container_name("tandem-x"), "tandem-x-2");
         assert_eq!(builder.volume_name("tandem-v"), "tandem-v");
-        assert_eq!(builder.free_port(9000, "y"), 9000);
+        assert_eq!(builder.free_port(9000, "y", &resolved()), Ok(9000));
         assert!(builder.plan.annotations.is_empty());
         assert!(builder.plan.volumes.is_empty());
     }

@@ -126,7 +126,20 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
     };
 
     let snapshot = state.store.snapshot();
-    match admission::review(&body, &snapshot) {
+    // A bug must not take the connection down with it: the API server would only see a
+    // reset. The review is plain synchronous code, so a panic can be caught here and
+    // answered like any other failure.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        admission::review(&body, &snapshot)
+    }));
+    let Ok(outcome) = outcome else {
+        return reject(
+            &state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "tandem failed on this review (a bug: the log has the panic); the API server applies the webhook's failurePolicy",
+        );
+    };
+    match outcome {
         Ok(reviewed) => {
             let elapsed = started.elapsed();
             state.metrics.review(&reviewed, elapsed);
