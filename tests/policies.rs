@@ -527,6 +527,14 @@ fn invalid_policies_are_reported_with_the_field_and_what_is_accepted() {
             "spec:\n  selector:\n    pods: {matchExpressions: [{key: a, operator: Equals, values: [b]}]}\n",
             "spec.selector.pods.matchExpressions[0].operator: matchExpressions key \"a\": operator \"Equals\" is not In, NotIn, Exists or DoesNotExist",
         ),
+        (
+            "spec:\n  defaults:\n    metrics-adapter: {target: localhost:9000}\n",
+            "spec.defaults.metrics-adapter: metrics-adapter has no default profile, so the policy must name one; accepted: profile set to one of json, mysql, nginx, postgres, redis, statsd",
+        ),
+        (
+            "spec:\n  enforce: [metrics-adapter]\n",
+            "spec.enforce[0]: metrics-adapter has no default profile, so enforcing it needs spec.defaults.metrics-adapter.profile",
+        ),
     ];
     for (spec, expected) in cases {
         let yaml = format!(

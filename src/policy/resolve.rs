@@ -342,8 +342,16 @@ impl Context<'_> {
                 None => match pattern.default_profile() {
                     Some(name) => (name.to_string(), Source::Pod { key: bare_key }),
                     None => {
+                        // Only an annotation can get here: policies must name a profile
+                        // for a pattern without a default one.
+                        let source = self
+                            .pod_pattern()
+                            .switch_source
+                            .clone()
+                            .or_else(|| self.namespace_pattern().switch_source.clone())
+                            .unwrap_or(Source::Pod { key: bare_key });
                         return Err(Invalid {
-                            source: Source::Pod { key: bare_key },
+                            source,
                             value: "true".into(),
                             problem: "does not name a profile, and this pattern has no default"
                                 .into(),

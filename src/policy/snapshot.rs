@@ -448,7 +448,16 @@ fn compile(
                     )
                 })?)
             }
-            None => None,
+            None => {
+                // Switched on for every matching pod, with nothing to say which exporter.
+                return Err(error(
+                    format!("spec.defaults.{pattern}"),
+                    format!(
+                        "{pattern} has no default profile, so the policy must name one; accepted: profile set to one of {}",
+                        profile_names(profiles, pattern)
+                    ),
+                ));
+            }
         };
         for (key, OptionValue(value)) in options {
             let field = format!("spec.defaults.{pattern}.{key}");
@@ -470,6 +479,23 @@ fn compile(
                     ));
                 }
             }
+        }
+    }
+
+    for (i, pattern) in spec.enforce.iter().enumerate() {
+        let named = pattern.default_profile().is_some()
+            || spec
+                .defaults
+                .get(*pattern)
+                .is_some_and(|d| d.contains_key("profile"));
+        if !named {
+            return Err(error(
+                format!("spec.enforce[{i}]"),
+                format!(
+                    "{pattern} has no default profile, so enforcing it needs spec.defaults.{pattern}.profile; accepted: one of {}",
+                    profile_names(profiles, *pattern)
+                ),
+            ));
         }
     }
 
