@@ -7,7 +7,7 @@
 
 use crate::{
     invalid::{Invalid, Reason, Source},
-    pattern::{Pattern, PerPattern},
+    pattern::{Pattern, PerPattern, parse_bool},
 };
 
 /// The prefix of every key unless `--annotation-prefix` says otherwise.
@@ -126,18 +126,15 @@ impl Annotations {
         };
         match rest {
             INJECT => {
-                self.inject = Some(match value {
-                    "true" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(invalid(
-                            "is not true or false".into(),
-                            "\"false\" to opt out, \"true\"".into(),
-                            Reason::InvalidValue,
-                            None,
-                        ));
-                    }
-                });
+                let inject = parse_bool(value).map_err(|problem| {
+                    invalid(
+                        problem,
+                        "\"false\" to opt out, \"true\"".into(),
+                        Reason::InvalidValue,
+                        None,
+                    )
+                })?;
+                self.inject = Some(inject);
                 return Ok(());
             }
             INJECTED => {

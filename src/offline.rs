@@ -240,8 +240,8 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let namespaces = (!args.namespace_labels.0.is_empty()
         || !args.namespace_annotations.0.is_empty())
     .then(|| {
-        // Every namespace named in the file gets these labels: explain looks at one
-        // namespace at a time.
+        // The namespace given with -n has these labels and annotations; objects that name
+        // another namespace are explained as in a namespace known only by its name.
         let info = NamespaceInfo {
             labels: args.namespace_labels.0.iter().cloned().collect(),
             annotations: args.namespace_annotations.0.iter().cloned().collect(),
@@ -372,6 +372,8 @@ fn describe(site: &Site, pod: &Pod<'_>, evaluation: &Evaluation) -> Explained {
 fn volume_kind(volume: &k8s_openapi::api::core::v1::Volume) -> &'static str {
     if volume.secret.is_some() {
         " (secret)"
+    } else if volume.config_map.is_some() {
+        " (configMap)"
     } else {
         " (emptyDir)"
     }

@@ -124,6 +124,8 @@ pub struct OptionSpec {
     pub name: &'static str,
     /// Used when neither profile, policy nor annotation sets the option.
     pub default: Option<&'static str>,
+    /// The pattern cannot work without it (the profile's options may supply it).
+    pub required: bool,
     pub kind: Kind,
     /// One line for `explain` and the README.
     pub doc: &'static str,
@@ -160,6 +162,8 @@ pub enum Kind {
     Depth,
     /// `ssh` or `basic`.
     GitAuth,
+    /// `tcp` or `http`.
+    Protocol,
     /// A single file or directory name.
     FileName,
     /// Free text for profile-declared options: anything without control characters.
@@ -191,6 +195,7 @@ impl Kind {
             Kind::GitRef => "a branch, tag or commit, such as main, v1.2.0 or a commit hash",
             Kind::Depth => "a number of commits from 0 (full history) to 1000000",
             Kind::GitAuth => "ssh or basic",
+            Kind::Protocol => "tcp or http",
             Kind::FileName => "a file name of letters, digits, '.', '_' and '-'",
             Kind::Text => "text without control characters",
         }
@@ -199,7 +204,7 @@ impl Kind {
     /// `Err(problem)` when `value` is not of this kind; the caller adds key and accepted.
     pub fn check(self, value: &str) -> Result<(), String> {
         match self {
-            Kind::Profile => check_name(value, 63),
+            Kind::Profile => check_dns_label(value),
             Kind::AbsolutePath => check_absolute_path(value),
             Kind::Containers => value
                 .split(',')
@@ -231,6 +236,10 @@ impl Kind {
             Kind::GitAuth => match value {
                 "ssh" | "basic" => Ok(()),
                 _ => Err("is not a known authentication method".into()),
+            },
+            Kind::Protocol => match value {
+                "tcp" | "http" => Ok(()),
+                _ => Err("is not a protocol the ambassador speaks".into()),
             },
             Kind::FileName => {
                 let ok = !value.is_empty()
@@ -265,8 +274,16 @@ const fn opt(
     OptionSpec {
         name,
         default,
+        required: false,
         kind,
         doc,
+    }
+}
+
+const fn required(spec: OptionSpec) -> OptionSpec {
+    OptionSpec {
+        required: true,
+        ..spec
     }
 }
 
@@ -275,12 +292,12 @@ const PROFILE: OptionSpec = opt("profile", Kind::Profile, None, "the profile to 
 
 static LOG_SHIPPER: &[OptionSpec] = &[
     PROFILE,
-    opt(
+    required(opt(
         "path",
         Kind::AbsolutePath,
         Some("/var/log/app"),
         "the directory the app writes its log files into; shared with the shipper",
-    ),
+    )),
     opt(
         "containers",
         Kind::Containers,
@@ -291,18 +308,18 @@ static LOG_SHIPPER: &[OptionSpec] = &[
 
 static METRICS_ADAPTER: &[OptionSpec] = &[
     PROFILE,
-    opt(
+    required(opt(
         "target",
         Kind::HostPort,
         None,
         "where the exporter finds the app's own metrics (default: the profile's)",
-    ),
-    opt(
+    )),
+    required(opt(
         "port",
         Kind::Port,
         None,
         "the port the exporter serves Prometheus metrics on (default: the profile's)",
-    ),
+    )),
     opt(
         "path",
         Kind::UrlPath,
@@ -326,17 +343,23 @@ static METRICS_ADAPTER: &[OptionSpec] = &[
 static AMBASSADOR: &[OptionSpec] = &[
     PROFILE,
     opt(
+        "protocol",
+        Kind::Protocol,
+        Some("tcp"),
+        "what the proxy speaks: tcp, or http for retries and request timeouts",
+    ),
+    required(opt(
         "upstream",
         Kind::Upstreams,
         None,
         "where the proxy forwards: host:port[=weight], comma separated",
-    ),
-    opt(
+    )),
+    required(opt(
         "port",
         Kind::Port,
         None,
         "the port the app connects to on localhost",
-    ),
+    )),
     opt(
         "connect-timeout",
         Kind::Duration,
@@ -371,12 +394,12 @@ static AMBASSADOR: &[OptionSpec] = &[
 
 static GIT_CLONE: &[OptionSpec] = &[
     PROFILE,
-    opt(
+    required(opt(
         "repo",
         Kind::GitRepo,
         None,
         "the repository; the bare tandem.dev/git-clone annotation sets it",
-    ),
+    )),
     opt(
         "ref",
         Kind::GitRef,
@@ -558,17 +581,6 @@ fn check_absolute_path(value: &str) -> Result<(), String> {
         return Err("contains ':', ',' or control characters".into());
     }
     Ok(())
-}
-
-/// A name of the form Kubernetes uses for profiles and links: lowercase DNS-1123 label.
-fn check_name(value: &str, max: usize) -> Result<(), String> {
-    check_dns_label(value).and_then(|()| {
-        if value.len() > max {
-            Err(format!("is longer than {max} characters"))
-        } else {
-            Ok(())
-        }
-    })
 }
 
 /// RFC 1123 label: lowercase alphanumerics and '-', at most 63, starting and ending alphanumeric.

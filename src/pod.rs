@@ -165,7 +165,7 @@ impl Pairs<'_> {
 
 impl Labels for Pairs<'_> {
     fn label(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| &**v)
+        self.0.as_slice().label(key)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     policy::resolve::Resolved,
 };
 
-use super::{Builder, conflict, port, render};
+use super::{Builder, port, render};
 
 /// The port of the readiness listener, unless the pod uses it already.
 pub const HEALTH_PORT: u16 = 15021;
@@ -26,23 +26,10 @@ pub const HEALTH_PATH: &str = "/ready";
 pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invalid> {
-    let prefix = builder.prefix().to_string();
     let listen = parse_port(resolved.require("port")).expect("checked during resolution");
     let upstreams =
         parse_upstreams(resolved.require("upstream")).expect("checked during resolution");
-    let protocol = resolved.option("protocol").unwrap_or("tcp");
-    if !matches!(protocol, "tcp" | "http") {
-        return Err(conflict(
-            resolved,
-            &prefix,
-            "protocol",
-            format!(
-                "is not a protocol the ambassador speaks (profile {})",
-                resolved.profile_name
-            ),
-            "tcp or http",
-        ));
-    }
+    let protocol = resolved.require("protocol");
     let name = builder.container_name(Pattern::Ambassador.container_name());
     // The app connects to this port on localhost, so nothing else in the pod may listen on it.
     builder.claim_port(listen, &name, resolved, "port")?;

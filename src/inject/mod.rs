@@ -202,10 +202,6 @@ impl<'p> Builder<'p> {
         self.plan.mounts.truncate(checkpoint.mounts);
     }
 
-    pub fn prefix(&self) -> &str {
-        self.prefix
-    }
-
     /// `base`, or `base-2`, `base-3`… if the pod already has a container of that name.
     pub fn container_name(&mut self, base: &str) -> String {
         let name = unique(&mut self.containers, base);
@@ -228,14 +224,13 @@ impl<'p> Builder<'p> {
         option: &str,
     ) -> Result<(), Invalid> {
         if let Some(user) = self.ports.get(&port) {
-            return Err(Invalid {
-                source: resolved.source(self.prefix, option),
-                value: port.to_string(),
-                problem: format!("is already used by container {user} of this pod").into(),
-                accepted: "a port no other container of the pod uses".into(),
-                reason: Reason::Conflict,
-                pattern: Some(resolved.pattern),
-            });
+            return Err(conflict(
+                resolved,
+                self.prefix,
+                option,
+                format!("is already used by container {user} of this pod"),
+                "a port no other container of the pod uses",
+            ));
         }
         self.ports.insert(port, container.to_string());
         self.taken.push(Taken::Port(port));
@@ -321,18 +316,16 @@ impl<'p> Builder<'p> {
                     .iter()
                     .any(|(i, m)| *i == index && m.mount_path == mount.mount_path);
             if taken {
-                return Err(Invalid {
-                    source: resolved.source(self.prefix, path_option),
-                    value: mount.mount_path.clone(),
-                    problem: format!(
+                return Err(conflict(
+                    resolved,
+                    self.prefix,
+                    path_option,
+                    format!(
                         "is a path container {} already mounts a volume at",
                         container.name
-                    )
-                    .into(),
-                    accepted: "a path no volume is mounted at in that container".into(),
-                    reason: Reason::Conflict,
-                    pattern: Some(resolved.pattern),
-                });
+                    ),
+                    "a path no volume is mounted at in that container",
+                ));
             }
             self.plan.mounts.push((index, mount.clone()));
         }
@@ -516,8 +509,8 @@ pub fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-/// A problem with an option's value that only the injector can see.
-pub fn conflict(
+/// An option's value that clashes with what the pod already has.
+fn conflict(
     resolved: &Resolved,
     prefix: &str,
     option: &str,

@@ -165,23 +165,16 @@ pub fn resolve<L: Labels + ?Sized>(snapshot: &Snapshot, pod: &PodInput<'_, L>) -
         return resolution;
     }
     let effective = snapshot.effective(&namespace, pod.labels);
-    let on_invalid = effective
-        .on_invalid
-        .as_ref()
-        .map_or(OnInvalid::Deny, |o| o.value);
+    let on_invalid = effective.on_invalid();
 
     // Keys that name no pattern cannot be dropped with a pattern: they always deny.
-    for error in pod
-        .annotations
-        .errors
-        .iter()
-        .chain(&namespace.annotations.errors)
-    {
-        match (error.pattern, on_invalid) {
-            (Some(_), OnInvalid::Warn) => resolution.warned.push(error.clone()),
-            _ => resolution.denied.push(error.clone()),
-        }
-    }
+    resolution.denied.extend(
+        pod.annotations
+            .errors
+            .iter()
+            .chain(&namespace.annotations.errors)
+            .cloned(),
+    );
 
     for pattern in Pattern::ALL {
         if pod.annotations.injected.contains(&pattern) || pod.present.contains(&pattern) {
@@ -283,16 +276,8 @@ impl Context<'_> {
             profile,
             set: options,
             why,
-            sidecar_mode: self
-                .effective
-                .sidecar_mode
-                .as_ref()
-                .map_or(SidecarMode::Native, |m| m.value),
-            on_invalid: self
-                .effective
-                .on_invalid
-                .as_ref()
-                .map_or(OnInvalid::Deny, |o| o.value),
+            sidecar_mode: self.effective.sidecar_mode(),
+            on_invalid: self.effective.on_invalid(),
         };
         self.check_required(&resolved)?;
         self.check_allowed(&resolved)?;
@@ -430,14 +415,13 @@ impl Context<'_> {
     /// Options the pattern cannot do without, and every placeholder the profile uses.
     fn check_required(&self, resolved: &Resolved) -> Result<(), Invalid> {
         let pattern = self.pattern;
-        let required: &[&str] = match pattern {
-            Pattern::LogShipper => &["path"],
-            Pattern::MetricsAdapter => &["target", "port"],
-            Pattern::Ambassador => &["upstream", "port"],
-            Pattern::GitClone => &["repo"],
-        };
+        let required = pattern
+            .options()
+            .iter()
+            .filter(|o| o.required)
+            .map(|o| o.name);
         let used = resolved.profile.placeholders.iter().map(String::as_str);
-        for name in required.iter().copied().chain(used) {
+        for name in required.chain(used) {
             if resolved.option(name).is_none() {
                 let accepted = match pattern.option(name) {
                     Some(spec) => spec.kind.accepted(),

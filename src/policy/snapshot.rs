@@ -78,7 +78,7 @@ pub struct Effective {
     /// Patterns switched on by default (by the highest-priority policy listing them), with
     /// their options (`profile` among them), each from the policy that set it.
     pub defaults: PerPattern<Option<ByPolicy<DefaultOptions>>>,
-    pub overrides: PerPattern<Option<ByPolicy<Vec<String>>>>,
+    pub overrides: PerPattern<Option<ByPolicy<Arc<[String]>>>>,
     pub enforce: PerPattern<Option<Arc<str>>>,
     pub allowed_images: Option<ByPolicy<Arc<[glob::Pattern]>>>,
     pub allowed_git_hosts: Option<ByPolicy<Arc<[String]>>>,
@@ -87,57 +87,61 @@ pub struct Effective {
 }
 
 impl Effective {
+    /// Lays `policy` over what lower-priority policies decided. Everything a policy sets
+    /// was compiled into shared values when it loaded: merging copies pointers.
     fn merge(&mut self, policy: &Compiled) {
         let name = &policy.name;
-        let spec = &policy.spec;
-        let from = |value| ByPolicy {
-            value,
-            policy: name.clone(),
-        };
-        for (pattern, options) in spec.defaults.iter() {
+        for (pattern, options) in policy.spec.defaults.iter() {
             let merged = self
                 .defaults
                 .get_mut(pattern)
-                .get_or_insert_with(|| ByPolicy {
-                    value: BTreeMap::new(),
-                    policy: name.clone(),
-                });
+                .get_or_insert_with(|| by(BTreeMap::new(), name));
             merged.policy = name.clone();
             for (key, value) in options {
-                merged.value.insert(key.clone(), from(value.0.clone()));
+                merged.value.insert(key.clone(), by(value.0.clone(), name));
             }
         }
-        for (pattern, allowed) in spec.overrides.iter() {
-            *self.overrides.get_mut(pattern) = Some(ByPolicy {
-                value: allowed.clone(),
-                policy: name.clone(),
-            });
+        for pattern in Pattern::ALL {
+            if let Some(allowed) = policy.overrides.get(pattern) {
+                *self.overrides.get_mut(pattern) = Some(by(allowed.clone(), name));
+            }
         }
-        for pattern in &spec.enforce {
+        for pattern in &policy.spec.enforce {
             *self.enforce.get_mut(*pattern) = Some(name.clone());
         }
         if let Some(images) = &policy.allowed_images {
-            self.allowed_images = Some(ByPolicy {
-                value: images.clone(),
-                policy: name.clone(),
-            });
+            self.allowed_images = Some(by(images.clone(), name));
         }
-        if let Some(hosts) = &spec.allowed_git_hosts {
-            self.allowed_git_hosts = Some(ByPolicy {
-                value: hosts.clone().into(),
-                policy: name.clone(),
-            });
+        if let Some(hosts) = &policy.allowed_git_hosts {
+            self.allowed_git_hosts = Some(by(hosts.clone(), name));
         }
-        if let Some(mode) = spec.sidecar_mode {
-            self.sidecar_mode = Some(from_copy(mode, name));
+        if let Some(mode) = policy.spec.sidecar_mode {
+            self.sidecar_mode = Some(by(mode, name));
         }
-        if let Some(on_invalid) = spec.on_invalid {
-            self.on_invalid = Some(from_copy(on_invalid, name));
+        if let Some(on_invalid) = policy.spec.on_invalid {
+            self.on_invalid = Some(by(on_invalid, name));
         }
     }
 }
 
-fn from_copy<T>(value: T, name: &Arc<str>) -> ByPolicy<T> {
+impl Effective {
+    /// What a bad value does: `deny` unless a policy says `warn`.
+    pub fn on_invalid(&self) -> OnInvalid {
+        self.on_invalid
+            .as_ref()
+            .map_or(OnInvalid::Deny, |o| o.value)
+    }
+
+    /// Native sidecars unless a policy says `classic`.
+    pub fn sidecar_mode(&self) -> SidecarMode {
+        self.sidecar_mode
+            .as_ref()
+            .map_or(SidecarMode::Native, |m| m.value)
+    }
+}
+
+/// A setting of policy `name`.
+fn by<T>(value: T, name: &Arc<str>) -> ByPolicy<T> {
     ByPolicy {
         value,
         policy: name.clone(),
@@ -151,7 +155,9 @@ pub struct Compiled {
     pub spec: InjectionPolicySpec,
     namespaces: Selector,
     pods: Selector,
+    overrides: PerPattern<Option<Arc<[String]>>>,
     allowed_images: Option<Arc<[glob::Pattern]>>,
+    allowed_git_hosts: Option<Arc<[String]>>,
 }
 
 /// A namespace with the policies that apply to it already chosen (and merged, when none of
@@ -545,12 +551,19 @@ fn compile(
         })?;
     }
 
+    let mut overrides = PerPattern::default();
+    for (pattern, allowed) in spec.overrides.iter() {
+        *overrides.get_mut(pattern) = Some(allowed.as_slice().into());
+    }
+    let allowed_git_hosts = spec.allowed_git_hosts.as_deref().map(Into::into);
     Ok(Compiled {
         name: name.into(),
         spec,
         namespaces,
         pods,
+        overrides,
         allowed_images,
+        allowed_git_hosts,
     })
 }
 
