@@ -86,7 +86,13 @@ impl State {
                 &mut self.policies_listing,
                 &mut self.policies_synced,
                 |DeserializeGuard(policy): ListedPolicy| match policy {
-                    Ok(policy) => Some((policy.metadata.name.clone()?, Ok(policy))),
+                    // Only the name and the spec matter: keeping nothing else makes an
+                    // update that changes neither (a resourceVersion, managedFields) a
+                    // no-op rather than a rebuild.
+                    Ok(policy) => {
+                        let name = policy.metadata.name?;
+                        Some((name.clone(), Ok(InjectionPolicy::new(&name, policy.spec))))
+                    }
                     Err(invalid) => Some((invalid.metadata.name?, Err(invalid.error))),
                 },
             ),
@@ -116,7 +122,9 @@ impl State {
 
 /// A watcher event applied to a map: Init starts a fresh listing, InitDone replaces the map
 /// with it (objects deleted while disconnected disappear), Apply and Delete edit in place.
-fn apply<K: Ord + std::hash::Hash + Eq, V, M, E>(
+/// Returns whether what tandem sees changed: an update to fields it does not read is not a
+/// change, so a busy cluster does not rebuild the snapshot for nothing.
+fn apply<K, V: PartialEq, M, E>(
     event: watcher::Event<E>,
     map: &mut M,
     listing: &mut Option<M>,
@@ -124,7 +132,7 @@ fn apply<K: Ord + std::hash::Hash + Eq, V, M, E>(
     entry: impl Fn(E) -> Option<(K, V)>,
 ) -> bool
 where
-    M: Default + Extend<(K, V)> + Remove<K>,
+    M: Default + PartialEq + Entries<K, V>,
 {
     match event {
         watcher::Event::Init => {
@@ -132,47 +140,58 @@ where
             false
         }
         watcher::Event::InitApply(object) => {
-            if let (Some(listing), Some(pair)) = (listing.as_mut(), entry(object)) {
-                listing.extend([pair]);
+            if let (Some(listing), Some((key, value))) = (listing.as_mut(), entry(object)) {
+                listing.put(key, value);
             }
             false
         }
         watcher::Event::InitDone => {
-            if let Some(listed) = listing.take() {
-                *map = listed;
-            }
+            let first = !*synced;
             *synced = true;
-            true
+            match listing.take() {
+                Some(listed) if listed != *map => {
+                    *map = listed;
+                    true
+                }
+                _ => first,
+            }
         }
         watcher::Event::Apply(object) => {
-            if let Some(pair) = entry(object) {
-                map.extend([pair]);
-            }
-            true
+            entry(object).is_some_and(|(key, value)| map.put(key, value))
         }
-        watcher::Event::Delete(object) => {
-            if let Some((key, _)) = entry(object) {
-                map.remove_key(&key);
-            }
-            true
-        }
+        watcher::Event::Delete(object) => entry(object).is_some_and(|(key, _)| map.take(&key)),
     }
 }
 
-/// `remove` for both map types.
-trait Remove<K> {
-    fn remove_key(&mut self, key: &K);
+/// Insert and remove for both map types, saying whether anything changed.
+trait Entries<K, V> {
+    fn put(&mut self, key: K, value: V) -> bool;
+    fn take(&mut self, key: &K) -> bool;
 }
 
-impl<K: Ord, V> Remove<K> for BTreeMap<K, V> {
-    fn remove_key(&mut self, key: &K) {
-        self.remove(key);
+impl<K: Ord, V: PartialEq> Entries<K, V> for BTreeMap<K, V> {
+    fn put(&mut self, key: K, value: V) -> bool {
+        self.get(&key) != Some(&value) && {
+            self.insert(key, value);
+            true
+        }
+    }
+
+    fn take(&mut self, key: &K) -> bool {
+        self.remove(key).is_some()
     }
 }
 
-impl<K: std::hash::Hash + Eq, V> Remove<K> for HashMap<K, V> {
-    fn remove_key(&mut self, key: &K) {
-        self.remove(key);
+impl<K: std::hash::Hash + Eq, V: PartialEq> Entries<K, V> for HashMap<K, V> {
+    fn put(&mut self, key: K, value: V) -> bool {
+        self.get(&key) != Some(&value) && {
+            self.insert(key, value);
+            true
+        }
+    }
+
+    fn take(&mut self, key: &K) -> bool {
+        self.remove(key).is_some()
     }
 }
 
@@ -353,6 +372,36 @@ mod tests {
 
     fn names(state: &State) -> Vec<&str> {
         state.policies.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn updates_to_fields_tandem_does_not_read_are_not_changes() {
+        let mut state = State::default();
+        for change in [
+            Change::Policy(watcher::Event::Init),
+            Change::Policy(watcher::Event::InitDone),
+            Change::Namespace(watcher::Event::Init),
+            Change::Namespace(watcher::Event::InitDone),
+        ] {
+            state.apply(change);
+        }
+        let versioned = |version: &str, priority: i32| {
+            policy(&format!(
+                "apiVersion: tandem.dev/v1alpha1\nkind: InjectionPolicy\nmetadata: {{name: a, resourceVersion: \"{version}\"}}\nspec: {{priority: {priority}}}\n"
+            ))
+        };
+        assert!(state.apply(Change::Policy(watcher::Event::Apply(versioned("1", 1)))));
+        assert!(!state.apply(Change::Policy(watcher::Event::Apply(versioned("2", 1)))));
+        assert!(state.apply(Change::Policy(watcher::Event::Apply(versioned("3", 2)))));
+
+        let mut labelled = namespace("web");
+        assert!(state.apply(Change::Namespace(watcher::Event::Apply(labelled.clone()))));
+        labelled.metadata.resource_version = Some("7".into());
+        assert!(!state.apply(Change::Namespace(watcher::Event::Apply(labelled.clone()))));
+        labelled.metadata.labels = Some([("team".to_string(), "web".to_string())].into());
+        assert!(state.apply(Change::Namespace(watcher::Event::Apply(labelled.clone()))));
+        assert!(state.apply(Change::Namespace(watcher::Event::Delete(labelled.clone()))));
+        assert!(!state.apply(Change::Namespace(watcher::Event::Delete(labelled))));
     }
 
     #[test]
