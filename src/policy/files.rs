@@ -222,13 +222,14 @@ pub fn load(path: &Path) -> Result<Vec<(Location, InjectionPolicy)>, Vec<FileErr
 pub fn check(path: &Path, prefix: &str) -> Result<Vec<InjectionPolicy>, Vec<FileError>> {
     let loaded = load(path)?;
     let mut errors = Vec::new();
-    let mut seen: HashMap<String, Location> = HashMap::new();
+    let mut seen: HashMap<&str, &Location> = HashMap::new();
     for (document, policy) in &loaded {
-        let name = policy.metadata.name.clone().unwrap_or_default();
-        let location = location_of_field(document, "metadata.name");
-        if let Some(first) = seen.insert(name.clone(), location.clone()) {
+        let name = policy.metadata.name.as_deref().unwrap_or_default();
+        if let Some(first) = seen.insert(name, document) {
+            // Only a duplicate needs its line: finding it reads the file again.
+            let first = location_of_field(first, "metadata.name");
             errors.push(FileError {
-                location,
+                location: location_of_field(document, "metadata.name"),
                 message: format!(
                     "policy {name:?} is already defined at {first}; accepted: unique names"
                 ),

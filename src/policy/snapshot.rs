@@ -1,8 +1,10 @@
 //! The compiled, immutable view of every policy and namespace that a review reads.
 //!
-//! Built when policies or namespaces change (never while answering a review): selectors and
-//! globs compiled, profiles merged into one table, and for each known namespace the
-//! policies that apply to it merged in advance, so a review does a map look-up or two.
+//! Built when policies or namespaces change: selectors and globs compiled, profiles merged
+//! into one table, and for each namespace the API server described the policies that apply
+//! to it merged in advance. What depends on a pod's labels, or on a namespace only a review
+//! names (without `--kube`), is merged on first use and kept, so a review does a map
+//! look-up or two.
 
 use std::{
     collections::{BTreeMap, HashMap},
