@@ -709,8 +709,8 @@ fn check_profile(pattern: Pattern, name: &str, profile: &Profile) -> Result<(), 
     Ok(())
 }
 
-/// [`templated`] with the path of each text below the profile: `.args[3]`, `.env[0].value`,
-/// `.annotations["prometheus.io/port"]`.
+/// The texts of a profile that take placeholders, with the path of each below the profile:
+/// `.args[3]`, `.env[0].value`, `.annotations["prometheus.io/port"]`.
 fn templated_fields(profile: &Profile) -> impl Iterator<Item = (String, &str)> {
     fn indexed<'a>(
         name: &'static str,
@@ -740,7 +740,7 @@ fn templated_fields(profile: &Profile) -> impl Iterator<Item = (String, &str)> {
 
 /// The options a (checked) profile's templates use, each once, computed ones left out.
 fn used_options(pattern: Pattern, profile: &Profile) -> Arc<[String]> {
-    let mut used: Vec<String> = templated(profile)
+    let mut used: Vec<String> = templated_fields(profile)
         .flat_map(|(_, text)| placeholders(text).into_iter().flatten())
         .filter(|name| !computed_placeholders(pattern).contains(name))
         .map(str::to_string)
@@ -748,28 +748,6 @@ fn used_options(pattern: Pattern, profile: &Profile) -> Arc<[String]> {
     used.sort_unstable();
     used.dedup();
     used.into()
-}
-
-/// The texts of a profile that take placeholders, with the field each is in.
-pub fn templated(profile: &Profile) -> impl Iterator<Item = (&'static str, &str)> {
-    profile
-        .command
-        .iter()
-        .map(|t| ("command", t.as_str()))
-        .chain(profile.args.iter().map(|t| ("args", t.as_str())))
-        .chain(
-            profile
-                .env
-                .iter()
-                .filter_map(|e| e.value.as_deref())
-                .map(|t| ("env", t)),
-        )
-        .chain(
-            profile
-                .annotations
-                .values()
-                .map(|t| ("annotations", t.as_str())),
-        )
 }
 
 /// The `{{name}}` placeholders in `text`.
