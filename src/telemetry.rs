@@ -57,8 +57,10 @@ impl Drop for LogGuard {
     }
 }
 
-/// How often buffered log lines are written out.
+/// How often buffered log lines are written out while lines keep coming…
 const FLUSH_EVERY: Duration = Duration::from_millis(10);
+/// …and how long the writer sleeps at most when they do not (it backs off to this).
+const IDLE_FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// A buffer this full is written out at once by the thread that filled it.
 const FLUSH_AT: usize = 1024 * 1024;
 /// What each of the two buffers starts with; they keep what they grow to.
@@ -91,29 +93,36 @@ impl BatchWriter {
         std::thread::Builder::new()
             .name("tandem-logs".into())
             .spawn(move || {
+                let mut pause = FLUSH_EVERY;
                 while let Some(inner) = weak.upgrade() {
-                    BatchWriter { inner }.flush();
-                    std::thread::sleep(FLUSH_EVERY);
+                    let wrote = BatchWriter { inner }.flush();
+                    pause = if wrote {
+                        FLUSH_EVERY
+                    } else {
+                        (pause * 2).min(IDLE_FLUSH_EVERY)
+                    };
+                    std::thread::sleep(pause);
                 }
             })
             .expect("starting the log writer thread");
         writer
     }
 
-    /// Writes out everything buffered so far.
-    pub fn flush(&self) {
+    /// Writes out everything buffered so far; says whether there was anything.
+    pub fn flush(&self) -> bool {
         let mut draining = lock(&self.inner.draining);
         let (spare, out) = &mut *draining;
         {
             let mut filling = lock(&self.inner.filling);
             if filling.is_empty() {
-                return;
+                return false;
             }
             std::mem::swap(&mut *filling, spare);
         }
         // Nowhere to report a failing log destination; the lines are dropped.
         let _ = out.write_all(spare).and_then(|()| out.flush());
         spare.clear();
+        true
     }
 }
 
