@@ -11,7 +11,10 @@ use crate::{inject::Plan, pod::Pod};
 /// The operations that turn `pod` into `pod` + `plan`, as JSON. Each value is serialized
 /// straight into the output, never through an intermediate `serde_json::Value`.
 pub fn render(pod: &Pod<'_>, plan: &Plan) -> Vec<u8> {
-    let mut ops = Ops::default();
+    // A typical patch is a few kilobytes: start there rather than grow (and copy) to it.
+    let mut ops = Ops {
+        out: Vec::with_capacity(4096),
+    };
 
     if !plan.annotations.is_empty() {
         match &pod.metadata.annotations {
@@ -74,7 +77,6 @@ pub fn render(pod: &Pod<'_>, plan: &Plan) -> Vec<u8> {
 }
 
 /// A JSON array of `add` operations being written.
-#[derive(Default)]
 struct Ops {
     out: Vec<u8>,
 }
