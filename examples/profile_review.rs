@@ -8,6 +8,10 @@ use tandem::{
     policy::{builtin, snapshot::Snapshot},
 };
 
+// The server's allocator, so that the profile shows what the server spends.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "typical".into());

@@ -10,7 +10,6 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -111,7 +110,7 @@ pub fn write(dir: &Path, names: &[String], days: u32) -> Result<Written, CertsEr
         ca_key: save(dir, "ca.key", &ca_key_pem, true)?,
         cert: save(dir, "tls.crt", &cert.pem(), false)?,
         key: save(dir, "tls.key", &key.serialize_pem(), true)?,
-        ca_bundle: base64::engine::general_purpose::STANDARD.encode(ca_pem),
+        ca_bundle: base64_simd::STANDARD.encode_to_string(ca_pem),
     };
     Ok(written)
 }
@@ -124,7 +123,7 @@ pub fn development(dir: &Path) -> Result<Written, CertsError> {
     let ca_cert = dir.join("ca.crt");
     if key.is_file() && reusable(&ca_cert, &cert) {
         let ca_bundle = fs::read(&ca_cert)
-            .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
+            .map(|pem| base64_simd::STANDARD.encode_to_string(pem))
             .unwrap_or_default();
         return Ok(Written {
             ca_key: dir.join("ca.key"),

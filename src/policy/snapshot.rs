@@ -182,6 +182,8 @@ pub struct NamespaceView {
 #[derive(Debug)]
 pub struct Snapshot {
     pub prefix: String,
+    /// Searches a review body for the prefix, set up once instead of per review.
+    prefix_finder: memchr::memmem::Finder<'static>,
     /// Ascending by (priority, name).
     policies: Vec<Compiled>,
     pub profiles: PerPattern<BTreeMap<String, ProfileEntry>>,
@@ -267,6 +269,7 @@ impl Snapshot {
 
         let mut snapshot = Snapshot {
             prefix: prefix.to_string(),
+            prefix_finder: memchr::memmem::Finder::new(prefix).into_owned(),
             policies: compiled,
             profiles,
             namespaces: HashMap::new(),
@@ -290,6 +293,12 @@ impl Snapshot {
     /// The policies in ascending priority, for `explain` and tests.
     pub fn policy_names(&self) -> impl Iterator<Item = &str> {
         self.policies.iter().map(|p| &*p.name)
+    }
+
+    /// Whether `bytes` contain the annotation prefix anywhere (a review body that does not
+    /// cannot carry any of tandem's annotations).
+    pub fn mentions_prefix(&self, bytes: &[u8]) -> bool {
+        self.prefix_finder.find(bytes).is_some()
     }
 
     /// The view of namespace `name`: precomputed when namespaces are known, else built from
