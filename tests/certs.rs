@@ -12,7 +12,7 @@ use std::{
 };
 
 use base64::Engine as _;
-use common::{Options, TestServer, bench_fixture, binary::Tandem};
+use common::{Options, TestServer, bench_fixture};
 use tandem::server::tls::Files;
 use x509_parser::{certificate::X509Certificate, extensions::GeneralName, pem::parse_x509_pem};
 
@@ -224,34 +224,7 @@ async fn serve_without_tls_flags_writes_and_serves_a_development_certificate() {
     common::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let dev = dir.path().join("certs/dev");
-    let dev_str = dev.to_str().unwrap().to_string();
-    let start = || {
-        let tandem = Tandem::spawn(&[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--dev-cert-dir",
-            &dev_str,
-            "--shutdown-delay",
-            "0s",
-            "--log-format",
-            "json",
-        ]);
-        let serving = tokio::task::block_in_place(|| {
-            tandem.wait_for_line(Duration::from_secs(20), |line| {
-                common::binary::field(line, "message").as_deref() == Some("tandem is serving")
-            })
-        });
-        let webhook = common::binary::field(&serving, "webhook").unwrap();
-        let port: u16 = webhook
-            .strip_prefix("https://127.0.0.1:")
-            .and_then(|rest| rest.strip_suffix("/mutate"))
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("{webhook}"));
-        (tandem, port)
-    };
+    let start = || tokio::task::block_in_place(|| common::binary::serve_dev(&dev, "json"));
 
     let (mut tandem, port) = start();
     // It says where the certificate is and which CA to trust.

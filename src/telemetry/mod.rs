@@ -1,6 +1,8 @@
 //! Logs (tracing, text or JSON, written out in batches off the request path) and
 //! Prometheus metrics.
 
+mod lines;
+
 use std::{
     io::Write,
     sync::{Arc, Mutex},
@@ -24,27 +26,14 @@ pub fn init(format: LogFormat) -> LogGuard {
     let writer = BatchWriter::start(std::io::stdout());
     let filter = EnvFilter::try_from_env("TANDEM_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn,rustls=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let make_writer = writer.clone();
-    match format {
-        LogFormat::Text => registry
-            .with(
-                fmt::layer()
-                    .with_writer(make_writer)
-                    .with_target(false)
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
-            )
-            .init(),
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_writer(make_writer),
-            )
-            .init(),
-    }
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            fmt::layer()
+                .event_format(lines::Lines(format))
+                .with_writer(writer.clone()),
+        )
+        .init();
     LogGuard(writer)
 }
 

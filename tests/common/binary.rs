@@ -113,6 +113,35 @@ impl Drop for Tandem {
     }
 }
 
+/// `tandem serve` on 127.0.0.1 with a development certificate kept in `dev`, logging in
+/// `format` (`text` or `json`); returns it once it says it is serving, with its webhook port.
+pub fn serve_dev(dev: &std::path::Path, format: &str) -> (Tandem, u16) {
+    let tandem = Tandem::spawn(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--dev-cert-dir",
+        dev.to_str().expect("a UTF-8 path"),
+        "--shutdown-delay",
+        "0s",
+        "--log-format",
+        format,
+    ]);
+    let serving = tandem.wait_for_line(Duration::from_secs(20), |line| {
+        line.contains("tandem is serving")
+    });
+    // Both formats print the URL: `"webhook":"https://…"` or `webhook=https://…`.
+    let port = serving
+        .split("https://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split("/mutate").next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no webhook URL in {serving}"));
+    (tandem, port)
+}
+
 fn collect(
     stream: impl Read + Send + 'static,
     lines: Arc<(Mutex<Vec<String>>, Condvar)>,
