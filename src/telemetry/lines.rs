@@ -6,7 +6,8 @@
 //! pass every field name through a styling layer even with colours off and format the date
 //! anew for every line; with a line per review, that made the log the costliest part of a
 //! pass-through review after reading its JSON. Here the date changes once a second and
-//! everything else is a plain write.
+//! everything else is a plain write. Spans are not printed: tandem opens none, and an
+//! event a library logs inside one of its own spans is printed without the span's fields.
 
 use std::{
     cell::Cell,
