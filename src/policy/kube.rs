@@ -7,11 +7,7 @@
 //! `/readyz` turns true once both have been listed in full. If the API server goes away
 //! afterwards, reviews go on with the last synced state while the watchers retry.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::Namespace;
@@ -68,8 +64,8 @@ enum Change {
 #[derive(Default)]
 struct State {
     /// By name; `Err` holds why the object could not be read.
-    policies: BTreeMap<String, Result<InjectionPolicy, String>>,
-    policies_listing: Option<BTreeMap<String, Result<InjectionPolicy, String>>>,
+    policies: HashMap<String, Result<InjectionPolicy, String>>,
+    policies_listing: Option<HashMap<String, Result<InjectionPolicy, String>>>,
     policies_synced: bool,
     namespaces: HashMap<String, NamespaceInfo>,
     namespaces_listing: Option<HashMap<String, NamespaceInfo>>,
@@ -124,24 +120,21 @@ impl State {
 /// with it (objects deleted while disconnected disappear), Apply and Delete edit in place.
 /// Returns whether what tandem sees changed: an update to fields it does not read is not a
 /// change, so a busy cluster does not rebuild the snapshot for nothing.
-fn apply<K, V: PartialEq, M, E>(
+fn apply<V: PartialEq, E>(
     event: watcher::Event<E>,
-    map: &mut M,
-    listing: &mut Option<M>,
+    map: &mut HashMap<String, V>,
+    listing: &mut Option<HashMap<String, V>>,
     synced: &mut bool,
-    entry: impl Fn(E) -> Option<(K, V)>,
-) -> bool
-where
-    M: Default + PartialEq + Entries<K, V>,
-{
+    entry: impl Fn(E) -> Option<(String, V)>,
+) -> bool {
     match event {
         watcher::Event::Init => {
-            *listing = Some(M::default());
+            *listing = Some(HashMap::new());
             false
         }
         watcher::Event::InitApply(object) => {
             if let (Some(listing), Some((key, value))) = (listing.as_mut(), entry(object)) {
-                listing.put(key, value);
+                listing.insert(key, value);
             }
             false
         }
@@ -156,42 +149,15 @@ where
                 _ => first,
             }
         }
-        watcher::Event::Apply(object) => {
-            entry(object).is_some_and(|(key, value)| map.put(key, value))
+        watcher::Event::Apply(object) => entry(object).is_some_and(|(key, value)| {
+            map.get(&key) != Some(&value) && {
+                map.insert(key, value);
+                true
+            }
+        }),
+        watcher::Event::Delete(object) => {
+            entry(object).is_some_and(|(key, _)| map.remove(&key).is_some())
         }
-        watcher::Event::Delete(object) => entry(object).is_some_and(|(key, _)| map.take(&key)),
-    }
-}
-
-/// Insert and remove for both map types, saying whether anything changed.
-trait Entries<K, V> {
-    fn put(&mut self, key: K, value: V) -> bool;
-    fn take(&mut self, key: &K) -> bool;
-}
-
-impl<K: Ord, V: PartialEq> Entries<K, V> for BTreeMap<K, V> {
-    fn put(&mut self, key: K, value: V) -> bool {
-        self.get(&key) != Some(&value) && {
-            self.insert(key, value);
-            true
-        }
-    }
-
-    fn take(&mut self, key: &K) -> bool {
-        self.remove(key).is_some()
-    }
-}
-
-impl<K: std::hash::Hash + Eq, V: PartialEq> Entries<K, V> for HashMap<K, V> {
-    fn put(&mut self, key: K, value: V) -> bool {
-        self.get(&key) != Some(&value) && {
-            self.insert(key, value);
-            true
-        }
-    }
-
-    fn take(&mut self, key: &K) -> bool {
-        self.remove(key).is_some()
     }
 }
 
