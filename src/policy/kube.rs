@@ -336,8 +336,11 @@ mod tests {
         }
     }
 
+    /// The policies held, by name, sorted (the map has no order).
     fn names(state: &State) -> Vec<&str> {
-        state.policies.keys().map(String::as_str).collect()
+        let mut names: Vec<&str> = state.policies.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
     }
 
     #[test]
