@@ -171,19 +171,12 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("tandem");
-        let reviews_family = Family::<Labels, Counter>::default();
-        let reviews = Verdict::ALL
-            .iter()
-            .map(|v| {
-                reviews_family
-                    .get_or_create(&[("outcome", v.label())])
-                    .clone()
-            })
-            .collect();
-        registry.register(
+        let reviews = counters(
+            &mut registry,
             "admission_reviews",
             "AdmissionReviews answered, by outcome (patched, unchanged, denied, skipped)",
-            reviews_family,
+            "outcome",
+            Verdict::ALL.iter().map(|v| v.label()),
         );
         let rejected = Family::default();
         registry.register(
@@ -200,32 +193,19 @@ impl Metrics {
             "Time from the first byte of a review's body to the response, in seconds",
             duration.clone(),
         );
-        let injections_family = Family::<Labels, Counter>::default();
-        let injections = ordered_patterns()
-            .map(|p| {
-                injections_family
-                    .get_or_create(&[("pattern", p.name())])
-                    .clone()
-            })
-            .collect();
-        registry.register(
+        let injections = counters(
+            &mut registry,
             "injections",
             "Patterns added to pods, by pattern",
-            injections_family,
+            "pattern",
+            ordered_patterns().map(Pattern::name),
         );
-        let denials_family = Family::<Labels, Counter>::default();
-        let denials = Reason::ALL
-            .iter()
-            .map(|r| {
-                denials_family
-                    .get_or_create(&[("reason", r.label())])
-                    .clone()
-            })
-            .collect();
-        registry.register(
+        let denials = counters(
+            &mut registry,
             "denials",
             "Problems that denied a pod (or dropped a pattern with a warning), by reason",
-            denials_family,
+            "reason",
+            Reason::ALL.iter().map(|r| r.label()),
         );
         let warnings = Counter::default();
         registry.register(
@@ -309,6 +289,23 @@ impl Metrics {
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
     }
+}
+
+/// Registers a counter family with one label, and returns a handle for each of `values`,
+/// in their order.
+fn counters(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: impl Iterator<Item = &'static str>,
+) -> Vec<Counter> {
+    let family = Family::<Labels, Counter>::default();
+    let handles = values
+        .map(|value| family.get_or_create(&[(label, value)]).clone())
+        .collect();
+    registry.register(name, help, family);
+    handles
 }
 
 /// Patterns in [`Pattern::index`] order, so `injections[pattern.index()]` is its counter.
