@@ -9,8 +9,9 @@
 //! is and also with its pod's annotations removed (the pass-through case, which is most of
 //! what a cluster sends): the profile should weigh both.
 
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{net::SocketAddr, time::Instant};
 
+use bytes::Bytes;
 use serde_json::Value;
 
 const NAME: &str = "tandem.training.svc";
@@ -31,12 +32,16 @@ async fn main() {
         let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let mut review: Value =
             serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-        bodies.push(text);
+        bodies.push(Bytes::from(text));
         if let Some(metadata) = review.pointer_mut("/request/object/metadata")
             && let Some(metadata) = metadata.as_object_mut()
             && metadata.remove("annotations").is_some()
         {
-            bodies.push(serde_json::to_vec(&review).expect("a review serializes"));
+            bodies.push(
+                serde_json::to_vec(&review)
+                    .expect("a review serializes")
+                    .into(),
+            );
         }
     }
     assert!(!bodies.is_empty(), "{usage}");
@@ -61,7 +66,6 @@ async fn main() {
         .build()
         .expect("a client");
         for body in &bodies {
-            let body = Arc::new(body.clone());
             let workers: Vec<_> = (0..IN_FLIGHT)
                 .map(|_| {
                     let (client, url, body) = (client.clone(), url.clone(), body.clone());
@@ -70,7 +74,7 @@ async fn main() {
                             let response = client
                                 .post(&url)
                                 .header("content-type", "application/json")
-                                .body(body.to_vec())
+                                .body(body.clone())
                                 .send()
                                 .await
                                 .expect("the server answers");
