@@ -42,7 +42,9 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _logs = telemetry::init(args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Accepting, policies, certificates and the operations listener; the webhook's
+    // connections are served on their own threads (server::workers).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -124,12 +126,16 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         synced,
         stopping: Default::default(),
     });
-    let server = Server::bind(args.addr, args.metrics_addr, tls_config, state)
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
+    });
+    let server = Server::bind(args.addr, args.metrics_addr, tls_config, state, workers)
         .await
         .with_context(|| format!("binding {} and {}", args.addr, args.metrics_addr))?;
     tracing::info!(
         webhook = %format!("https://{}/mutate", server.webhook_addr()?),
         metrics = %format!("http://{}/metrics", server.operations_addr()?),
+        workers,
         "tandem is serving"
     );
     server

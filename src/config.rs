@@ -1,7 +1,7 @@
 //! The command line (every `serve` flag also an environment variable), parsed by clap and
 //! checked into plain values before anything starts.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -98,6 +98,11 @@ pub struct ServeArgs {
     /// Then: how long in-flight reviews get to finish.
     #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Threads serving webhook connections, each connection on one of them for its whole
+    /// life. Default: the CPUs the process may use (its cgroup CPU limit included).
+    #[arg(long, env = "TANDEM_WORKERS")]
+    pub workers: Option<NonZeroUsize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -230,6 +235,22 @@ mod tests {
         assert_eq!(args.annotation_prefix, "tandem.dev");
         assert_eq!(args.max_body, 3 * 1024 * 1024);
         assert!(args.tls_cert.is_none());
+        assert!(
+            args.workers.is_none(),
+            "workers default to the CPUs available"
+        );
+    }
+
+    #[test]
+    fn workers_are_a_positive_count() {
+        let cli = Cli::try_parse_from(["tandem", "serve", "--workers", "3"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.workers.map(NonZeroUsize::get), Some(3));
+        let error = Cli::try_parse_from(["tandem", "serve", "--workers", "0"]).unwrap_err();
+        assert!(error.to_string().contains("--workers"), "{error}");
+        assert!(error.to_string().contains("zero"), "{error}");
     }
 
     #[test]

@@ -334,6 +334,32 @@ async fn a_body_of_exactly_max_body_is_read_and_one_byte_more_is_refused(
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_body_declared_far_above_max_body_is_refused_before_it_is_sent() {
+    let server = TestServer::start().await;
+    let declared = 3 * Options::default().max_body;
+    let mut tls = connect(&server, &rustls::version::TLS13).await.unwrap();
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         content-length: {declared}\r\n\r\n"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    // Not one byte of the body is sent: the answer must come anyway, and the connection
+    // end, since the body will not be read.
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(answer.contains("larger than"), "{answer}");
+    let client = server.client(false);
+    assert_patched(&server, &client, false).await;
+    server.stop().await;
+}
+
 /// A TCP relay in front of the server that counts the connections clients open.
 struct CountingRelay {
     addr: SocketAddr,
@@ -536,6 +562,21 @@ async fn handshake(
     server: &TestServer,
     version: &'static SupportedProtocolVersion,
 ) -> Result<(ProtocolVersion, u16), std::io::Error> {
+    let mut tls = connect(server, version).await?;
+    let negotiated = tls
+        .get_ref()
+        .1
+        .protocol_version()
+        .expect("after the handshake");
+    let status = raw_post(&mut tls, good().to_string().as_bytes()).await?;
+    Ok((negotiated, status))
+}
+
+/// An HTTP/1.1 connection over TLS `version`, trusting the server's CA.
+async fn connect(
+    server: &TestServer,
+    version: &'static SupportedProtocolVersion,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
     let mut roots = RootCertStore::empty();
     let pem = std::fs::read(&server.ca).unwrap();
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -547,16 +588,9 @@ async fn handshake(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = TcpStream::connect(server.addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = TlsConnector::from(Arc::new(config))
+    TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
-        .await?;
-    let negotiated = tls
-        .get_ref()
-        .1
-        .protocol_version()
-        .expect("after the handshake");
-    let status = raw_post(&mut tls, good().to_string().as_bytes()).await?;
-    Ok((negotiated, status))
+        .await
 }
 
 /// One HTTP/1.1 POST /mutate with `Connection: close`; the status code.

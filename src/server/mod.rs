@@ -5,11 +5,13 @@
 
 pub mod routes;
 pub mod tls;
+mod workers;
 
 use std::{
     future::Future,
     io,
     net::SocketAddr,
+    num::NonZeroUsize,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -26,6 +28,7 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use routes::AppState;
+use workers::Workers;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +39,7 @@ pub struct Server {
     operations: TcpListener,
     tls: Arc<ServerConfig>,
     state: Arc<AppState>,
+    workers: Workers,
 }
 
 /// How shutdown proceeds after the signal.
@@ -48,17 +52,20 @@ pub struct Shutdown {
 }
 
 impl Server {
+    /// Binds both listeners and starts `workers` connection threads.
     pub async fn bind(
         webhook: SocketAddr,
         operations: SocketAddr,
         tls: Arc<ServerConfig>,
         state: Arc<AppState>,
+        workers: NonZeroUsize,
     ) -> io::Result<Server> {
         Ok(Server {
             webhook: TcpListener::bind(webhook).await?,
             operations: TcpListener::bind(operations).await?,
             tls,
             state,
+            workers: Workers::start(workers)?,
         })
     }
 
@@ -77,6 +84,7 @@ impl Server {
             operations,
             tls,
             state,
+            workers,
         } = self;
         let operations_router = routes::operations(state.clone());
         let operations_task = tokio::spawn(async move {
@@ -103,9 +111,14 @@ impl Server {
                 accepted = webhook.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        connections.spawn(serve_connection(
-                            stream, peer, &acceptor, &builder, &router, &graceful,
-                        ));
+                        // The socket leaves this runtime; the connection thread's runtime
+                        // takes it on the task's first poll.
+                        match stream.into_std() {
+                            Ok(stream) => workers.spawn(&mut connections, serve_connection(
+                                stream, peer, &acceptor, &builder, &router, &graceful,
+                            )),
+                            Err(error) => tracing::warn!(%peer, %error, "handing a connection over failed"),
+                        }
                     }
                     Err(error) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -140,6 +153,7 @@ impl Server {
             }
         }
         operations_task.abort();
+        drop(workers);
     }
 }
 
@@ -168,7 +182,7 @@ impl Protocols {
 
 /// The task that serves one accepted connection: TLS handshake, then HTTP until it closes.
 fn serve_connection(
-    stream: tokio::net::TcpStream,
+    stream: std::net::TcpStream,
     peer: SocketAddr,
     acceptor: &TlsAcceptor,
     builder: &Protocols,
@@ -180,6 +194,13 @@ fn serve_connection(
     let service = TowerToHyperService::new(router.clone());
     let watcher = graceful.watcher();
     async move {
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%peer, %error, "taking a connection on failed");
+                return;
+            }
+        };
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {

@@ -18,7 +18,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{any, get, post},
 };
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use tokio::sync::watch;
 
 use crate::{admission, policy::store::Store, telemetry::Metrics};
@@ -110,13 +110,13 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > state.max_body) {
+    if declared.is_some_and(|length| length > state.max_body.saturating_mul(DISCARD_UP_TO)) {
         return too_large(&state);
     }
-    let body: Bytes = match Limited::new(body, state.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(&state),
-        Err(error) => {
+    let body = match read_body(body, state.max_body).await {
+        Ok(body) => body,
+        Err(ReadError::TooLarge) => return too_large(&state),
+        Err(ReadError::Failed(error)) => {
             return reject(
                 &state,
                 StatusCode::BAD_REQUEST,
@@ -169,6 +169,43 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
         }
         Err(bad) => reject(&state, StatusCode::BAD_REQUEST, &bad.to_string()),
     }
+}
+
+/// A body up to this many times `--max-body` is read to its end, and dropped, before it
+/// is answered 413; a larger one (by its Content-Length, or once that much has come) is
+/// answered at once and its connection closed. A client still sending when the answer
+/// comes may see the connection reset instead of reading it; reading on lets it finish
+/// sending and read the 413, on a connection that stays open.
+const DISCARD_UP_TO: usize = 2;
+
+enum ReadError {
+    TooLarge,
+    Failed(axum::Error),
+}
+
+/// The whole body, if it is at most `max` bytes.
+async fn read_body(mut body: Body, max: usize) -> Result<Bytes, ReadError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut length = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(ReadError::Failed)?.into_data() else {
+            continue; // trailers
+        };
+        length = length.saturating_add(data.len());
+        if length > max.saturating_mul(DISCARD_UP_TO) {
+            return Err(ReadError::TooLarge);
+        }
+        if length <= max {
+            chunks.push(data);
+        }
+    }
+    if length > max {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(match chunks.len() {
+        1 => chunks.pop().unwrap_or_default(),
+        _ => chunks.concat().into(),
+    })
 }
 
 async fn method_not_allowed(State(state): State<Arc<AppState>>) -> Response {

@@ -9,6 +9,7 @@ pub mod oracle;
 
 use std::{
     net::SocketAddr,
+    num::NonZeroUsize,
     path::{Path, PathBuf},
     sync::{Arc, Once},
     time::Duration,
@@ -50,6 +51,8 @@ pub struct Options {
     pub certificate: Option<(Files, PathBuf)>,
     /// Require client certificates signed by this CA (mTLS).
     pub client_ca: Option<PathBuf>,
+    /// Connection threads; two, so that connections are spread over more than one.
+    pub workers: NonZeroUsize,
 }
 
 impl Default for Options {
@@ -64,6 +67,7 @@ impl Default for Options {
             },
             certificate: None,
             client_ca: None,
+            workers: NonZeroUsize::new(2).unwrap(),
         }
     }
 }
@@ -135,7 +139,7 @@ impl TestServer {
             stopping: Default::default(),
         });
         let localhost: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let server = Server::bind(localhost, localhost, config, state)
+        let server = Server::bind(localhost, localhost, config, state, options.workers)
             .await
             .expect("binding to 127.0.0.1");
         let addr = server.webhook_addr().unwrap();

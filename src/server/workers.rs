@@ -1,0 +1,192 @@
+//! Connection threads: every accepted webhook connection is served, start to finish, by
+//! one of a few threads that each run their own single-threaded tokio runtime (the model
+//! of actix-web and of thread-per-core servers), instead of by tokio's work-stealing pool.
+//!
+//! A review is short and synchronous, and the API server keeps its connections open and
+//! sends one review at a time on each: there is nothing for work stealing to balance
+//! within a connection, and its cost is paid on every request (workers waking each other
+//! to look for work, tasks and buffers moving between cores). Measured on the benchmark
+//! (README, Performance), a pass-through review cost a fifth less CPU this way. A thread
+//! takes the connection with the fewest open ones, so load spreads as connections come.
+
+use std::{
+    future::Future,
+    io,
+    num::NonZeroUsize,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread::JoinHandle,
+};
+
+use tokio::{runtime, sync::oneshot, task::JoinSet};
+
+/// The connection threads, stopped (their leftover tasks dropped) when this is dropped.
+pub struct Workers {
+    workers: Vec<Worker>,
+}
+
+struct Worker {
+    handle: runtime::Handle,
+    /// Connections this thread is serving now.
+    open: Arc<AtomicUsize>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `count` threads, each with a runtime for IO and timers.
+    pub fn start(count: NonZeroUsize) -> io::Result<Workers> {
+        let workers = (0..count.get())
+            .map(|index| {
+                let runtime = runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let handle = runtime.handle().clone();
+                let (stop, stopped) = oneshot::channel::<()>();
+                let thread = std::thread::Builder::new()
+                    .name(format!("tandem-conn-{index}"))
+                    .spawn(move || {
+                        // Tasks spawned through the handle run while this thread is in
+                        // block_on; dropping the runtime afterwards drops what is left.
+                        runtime.block_on(async {
+                            let _ = stopped.await;
+                        });
+                    })?;
+                Ok(Worker {
+                    handle,
+                    open: Arc::default(),
+                    stop: Some(stop),
+                    thread: Some(thread),
+                })
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(Workers { workers })
+    }
+
+    /// Runs `serve`, one connection's task, on the thread serving the fewest, owned by
+    /// `tasks`. It is first polled on that thread: a socket it registers then belongs
+    /// to that thread's runtime.
+    pub fn spawn(&self, tasks: &mut JoinSet<()>, serve: impl Future<Output = ()> + Send + 'static) {
+        let worker = self
+            .workers
+            .iter()
+            .min_by_key(|worker| worker.open.load(Ordering::Relaxed))
+            .expect("at least one worker");
+        let open = Open::count(&worker.open);
+        tasks.spawn_on(
+            async move {
+                let _open = open;
+                serve.await;
+            },
+            &worker.handle,
+        );
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for worker in &mut self.workers {
+            if let Some(stop) = worker.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        for worker in &mut self.workers {
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// One open connection of a worker, for as long as its task lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn count(open: &Arc<AtomicUsize>) -> Open {
+        open.fetch_add(1, Ordering::Relaxed);
+        Open(open.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::Barrier;
+
+    use super::*;
+
+    fn thread_name() -> String {
+        std::thread::current()
+            .name()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn open_connections_are_spread_over_the_threads_and_a_freed_one_is_reused() {
+        let workers = Workers::start(NonZeroUsize::new(2).unwrap()).unwrap();
+        let mut tasks = JoinSet::new();
+        // Two connections open at once land on the two threads.
+        let both_open = Arc::new(Barrier::new(3));
+        let (names, mut named) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..2 {
+            let (both_open, names) = (both_open.clone(), names.clone());
+            workers.spawn(&mut tasks, async move {
+                names.send(thread_name()).unwrap();
+                both_open.wait().await;
+            });
+        }
+        let mut first = vec![named.recv().await.unwrap(), named.recv().await.unwrap()];
+        first.sort();
+        assert_eq!(first, ["tandem-conn-0", "tandem-conn-1"]);
+
+        // One stays open; once the other has closed, the next goes where it was.
+        let (close, closed) = oneshot::channel::<()>();
+        let names2 = names.clone();
+        workers.spawn(&mut tasks, async move {
+            names2.send(thread_name()).unwrap();
+            let _ = closed.await;
+        });
+        let staying = named.recv().await.unwrap();
+        both_open.wait().await;
+        while tasks.len() > 1 {
+            tasks.join_next().await.unwrap().unwrap();
+        }
+        workers.spawn(&mut tasks, async move {
+            names.send(thread_name()).unwrap();
+        });
+        let next = named.recv().await.unwrap();
+        assert_ne!(next, staying, "the thread with no open connection takes it");
+        close.send(()).unwrap();
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_the_workers_stops_their_threads_and_drops_leftover_tasks() {
+        let workers = Workers::start(NonZeroUsize::new(2).unwrap()).unwrap();
+        let mut tasks = JoinSet::new();
+        let (started, mut running) = tokio::sync::mpsc::unbounded_channel();
+        workers.spawn(&mut tasks, async move {
+            started.send(()).unwrap();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        running.recv().await.unwrap();
+        // Drop joins the threads: returning at all means they stopped.
+        tokio::task::spawn_blocking(move || drop(workers))
+            .await
+            .unwrap();
+        let ended = tasks.join_next().await.unwrap().unwrap_err();
+        assert!(ended.is_cancelled(), "{ended}");
+    }
+}
