@@ -1,7 +1,8 @@
 //! The two listeners and their lifecycle: HTTPS for the webhook (HTTP/1.1 keep-alive and
-//! HTTP/2 by ALPN, `TCP_NODELAY`), plain HTTP for metrics and probes, and a graceful
-//! shutdown: readiness false first, then stop accepting, then let in-flight reviews finish.
-//! The only async HTTP code in tandem.
+//! HTTP/2 by ALPN, `TCP_NODELAY`; each connection served by one of the `workers`
+//! threads), plain HTTP for metrics and probes, and a graceful shutdown: readiness false
+//! first, then stop accepting, then let in-flight reviews finish. The only async HTTP code
+//! in tandem.
 
 pub mod routes;
 pub mod tls;
