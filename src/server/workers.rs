@@ -32,8 +32,9 @@ struct Worker {
     handle: runtime::Handle,
     /// Connections this thread is serving now.
     open: Arc<AtomicUsize>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Dropping it ends the thread.
+    _stop: oneshot::Sender<()>,
+    thread: JoinHandle<()>,
 }
 
 impl Workers {
@@ -50,7 +51,8 @@ impl Workers {
                     .name(format!("tandem-conn-{index}"))
                     .spawn(move || {
                         // Tasks spawned through the handle run while this thread is in
-                        // block_on; dropping the runtime afterwards drops what is left.
+                        // block_on, until `_stop` is dropped; dropping the runtime then
+                        // drops what is left.
                         runtime.block_on(async {
                             let _ = stopped.await;
                         });
@@ -58,8 +60,8 @@ impl Workers {
                 Ok(Worker {
                     handle,
                     open: Arc::default(),
-                    stop: Some(stop),
-                    thread: Some(thread),
+                    _stop: stop,
+                    thread,
                 })
             })
             .collect::<io::Result<_>>()?;
@@ -88,15 +90,12 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        for worker in &mut self.workers {
-            if let Some(stop) = worker.stop.take() {
-                let _ = stop.send(());
-            }
-        }
-        for worker in &mut self.workers {
-            if let Some(thread) = worker.thread.take() {
-                let _ = thread.join();
-            }
+        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut self.workers)
+            .into_iter()
+            .map(|worker| worker.thread)
+            .collect();
+        for thread in threads {
+            let _ = thread.join();
         }
     }
 }
