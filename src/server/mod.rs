@@ -17,18 +17,19 @@ use std::{
     time::Duration,
 };
 
-use axum::Router;
-use hyper::server::conn::{http1, http2};
+use hyper::{
+    server::conn::{http1, http2},
+    service::service_fn,
+};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
-    service::TowerToHyperService,
 };
 use rustls::ServerConfig;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use routes::AppState;
+use routes::{AppState, ThreadState};
 use workers::Workers;
 
 /// How long a client may take to finish the TLS handshake.
@@ -100,8 +101,10 @@ impl Server {
         // be closed: GracefulShutdown only asks them to finish.
         let mut connections = JoinSet::new();
         let acceptor = TlsAcceptor::from(tls);
-        let router = routes::webhook(state.clone());
         let builder = Protocols::new();
+        let per_thread: Vec<Arc<ThreadState>> = (0..workers.count())
+            .map(|_| Arc::new(ThreadState(state.clone())))
+            .collect();
 
         tokio::pin!(signal);
         let mut stopping = false;
@@ -115,8 +118,8 @@ impl Server {
                         // The socket leaves this runtime; the connection thread's runtime
                         // takes it on the task's first poll.
                         match stream.into_std() {
-                            Ok(stream) => workers.spawn(&mut connections, serve_connection(
-                                stream, peer, &acceptor, &builder, &router, &graceful,
+                            Ok(stream) => workers.spawn(&mut connections, |thread| serve_connection(
+                                stream, peer, &acceptor, &builder, &per_thread[thread], &graceful,
                             )),
                             Err(error) => tracing::warn!(%peer, %error, "handing a connection over failed"),
                         }
@@ -187,12 +190,13 @@ fn serve_connection(
     peer: SocketAddr,
     acceptor: &TlsAcceptor,
     builder: &Protocols,
-    router: &Router,
+    state: &Arc<ThreadState>,
     graceful: &GracefulShutdown,
 ) -> impl Future<Output = ()> + Send + 'static {
     let acceptor = acceptor.clone();
     let builder = builder.clone();
-    let service = TowerToHyperService::new(router.clone());
+    let state = state.clone();
+    let service = service_fn(move |request| routes::webhook(state.clone(), request));
     let watcher = graceful.watcher();
     async move {
         let stream = match tokio::net::TcpStream::from_std(stream) {

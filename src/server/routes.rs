@@ -1,8 +1,13 @@
 //! The HTTP routes: `POST /mutate` on the webhook listener; `/metrics`, `/healthz` and
 //! `/readyz` on the plain-HTTP one. Handlers are thin: decode, call
 //! [`admission::review`], count, log one line, answer.
+//!
+//! The webhook listener has one route and is served by hyper directly ([`webhook`]): a
+//! router would only match one path, and axum's costs a few allocations and shared
+//! reference counts on every review. The operations listener uses axum.
 
 use std::{
+    convert::Infallible,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -12,16 +17,20 @@ use std::{
 
 use axum::{
     Router,
-    body::{Body, Bytes},
-    extract::{Request, State},
+    extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{any, get, post},
+    routing::get,
 };
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, body::Incoming};
 use tokio::sync::watch;
 
 use crate::{admission, policy::store::Store, telemetry::Metrics};
+
+/// What the webhook answers with: a body in one piece.
+pub type Answer = hyper::Response<Full<Bytes>>;
 
 /// What the handlers share.
 pub struct AppState {
@@ -35,23 +44,41 @@ pub struct AppState {
     pub stopping: AtomicBool,
 }
 
+/// A connection thread's own handle to the [`AppState`]. Every request holds one while it
+/// runs; with one handle per thread, that reference count stays in the thread's own cache
+/// instead of moving between cores on every request.
+pub struct ThreadState(pub Arc<AppState>);
+
 impl AppState {
     pub fn ready(&self) -> bool {
         *self.synced.borrow() && !self.stopping.load(Ordering::Relaxed)
     }
 }
 
-/// The webhook listener's routes.
-pub fn webhook(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/mutate", post(mutate).fallback(method_not_allowed))
-        .fallback(any(|| async {
-            error(
-                StatusCode::NOT_FOUND,
-                "no such path; accepted: POST /mutate",
-            )
-        }))
-        .with_state(state)
+/// Answers one request to the webhook listener: `POST /mutate` (any query, such as the
+/// API server's `?timeout=10s`) reviews; another method there is a 405, another path a 404.
+pub async fn webhook(
+    state: Arc<ThreadState>,
+    request: Request<Incoming>,
+) -> Result<Answer, Infallible> {
+    Ok(if request.uri().path() != "/mutate" {
+        error(
+            StatusCode::NOT_FOUND,
+            "no such path; accepted: POST /mutate",
+        )
+    } else if request.method() != hyper::Method::POST {
+        let mut answer = reject(
+            &state.0,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only POST is accepted on /mutate",
+        );
+        answer
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        answer
+    } else {
+        mutate(&state.0, request).await
+    })
 }
 
 /// The operations listener's routes.
@@ -88,7 +115,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+async fn mutate(state: &AppState, request: Request<Incoming>) -> Answer {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
 
@@ -100,7 +127,7 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
     if !json {
         return reject(
-            &state,
+            state,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "content type must be application/json",
         );
@@ -111,14 +138,14 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > state.max_body.saturating_mul(DISCARD_UP_TO)) {
-        return too_large(&state);
+        return too_large(state);
     }
     let body = match read_body(body, state.max_body).await {
         Ok(body) => body,
-        Err(ReadError::TooLarge) => return too_large(&state),
+        Err(ReadError::TooLarge) => return too_large(state),
         Err(ReadError::Failed(error)) => {
             return reject(
-                &state,
+                state,
                 StatusCode::BAD_REQUEST,
                 &format!("reading the body failed: {error}"),
             );
@@ -134,7 +161,7 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
     }));
     let Ok(outcome) = outcome else {
         return reject(
-            &state,
+            state,
             StatusCode::INTERNAL_SERVER_ERROR,
             "tandem failed on this review (a bug: the log has the panic); the API server applies the webhook's failurePolicy",
         );
@@ -158,16 +185,9 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
                 duration_us = elapsed.as_micros() as u64,
                 "review"
             );
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                Body::from(reviewed.body),
-            )
-                .into_response()
+            json_answer(StatusCode::OK, reviewed.body.into())
         }
-        Err(bad) => reject(&state, StatusCode::BAD_REQUEST, &bad.to_string()),
+        Err(bad) => reject(state, StatusCode::BAD_REQUEST, &bad.to_string()),
     }
 }
 
@@ -180,11 +200,11 @@ const DISCARD_UP_TO: usize = 2;
 
 enum ReadError {
     TooLarge,
-    Failed(axum::Error),
+    Failed(hyper::Error),
 }
 
 /// The whole body, if it is at most `max` bytes.
-async fn read_body(mut body: Body, max: usize) -> Result<Bytes, ReadError> {
+async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, ReadError> {
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut length = 0usize;
     while let Some(frame) = body.frame().await {
@@ -208,19 +228,7 @@ async fn read_body(mut body: Body, max: usize) -> Result<Bytes, ReadError> {
     })
 }
 
-async fn method_not_allowed(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = reject(
-        &state,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "only POST is accepted on /mutate",
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
-    response
-}
-
-fn too_large(state: &AppState) -> Response {
+fn too_large(state: &AppState) -> Answer {
     let message = format!(
         "the body is larger than {} bytes; accepted: up to --max-body bytes",
         state.max_body
@@ -228,7 +236,7 @@ fn too_large(state: &AppState) -> Response {
     reject(state, StatusCode::PAYLOAD_TOO_LARGE, &message)
 }
 
-fn reject(state: &AppState, status: StatusCode, message: &str) -> Response {
+fn reject(state: &AppState, status: StatusCode, message: &str) -> Answer {
     state.metrics.rejected(status.as_u16());
     tracing::info!(
         status = status.as_u16(),
@@ -239,15 +247,17 @@ fn reject(state: &AppState, status: StatusCode, message: &str) -> Response {
 }
 
 /// A one-line JSON error body.
-fn error(status: StatusCode, message: &str) -> Response {
+fn error(status: StatusCode, message: &str) -> Answer {
     let body = serde_json::json!({ "error": message }).to_string() + "\n";
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+    json_answer(status, body.into())
+}
+
+fn json_answer(status: StatusCode, body: Bytes) -> Answer {
+    let mut answer = hyper::Response::new(Full::new(body));
+    *answer.status_mut() = status;
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    answer
 }

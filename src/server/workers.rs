@@ -68,16 +68,27 @@ impl Workers {
         Ok(Workers { workers })
     }
 
-    /// Runs `serve`, one connection's task, on the thread serving the fewest, owned by
-    /// `tasks`. It is first polled on that thread: a socket it registers then belongs
-    /// to that thread's runtime.
-    pub fn spawn(&self, tasks: &mut JoinSet<()>, serve: impl Future<Output = ()> + Send + 'static) {
-        let worker = self
+    /// How many threads there are.
+    pub fn count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Runs the future `serve` makes, one connection's task, on the thread serving the
+    /// fewest, owned by `tasks`; `serve` is told that thread's index (below
+    /// [`count`](Self::count)). The task is first polled on that thread: a socket it
+    /// registers then belongs to that thread's runtime.
+    pub fn spawn<F>(&self, tasks: &mut JoinSet<()>, serve: impl FnOnce(usize) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (index, worker) = self
             .workers
             .iter()
-            .min_by_key(|worker| worker.open.load(Ordering::Relaxed))
+            .enumerate()
+            .min_by_key(|(_, worker)| worker.open.load(Ordering::Relaxed))
             .expect("at least one worker");
         let open = Open::count(&worker.open);
+        let serve = serve(index);
         tasks.spawn_on(
             async move {
                 let _open = open;
@@ -140,7 +151,7 @@ mod tests {
         let (names, mut named) = tokio::sync::mpsc::unbounded_channel();
         for _ in 0..2 {
             let (both_open, names) = (both_open.clone(), names.clone());
-            workers.spawn(&mut tasks, async move {
+            workers.spawn(&mut tasks, |_| async move {
                 names.send(thread_name()).unwrap();
                 both_open.wait().await;
             });
@@ -152,7 +163,7 @@ mod tests {
         // One stays open; once the other has closed, the next goes where it was.
         let (close, closed) = oneshot::channel::<()>();
         let names2 = names.clone();
-        workers.spawn(&mut tasks, async move {
+        workers.spawn(&mut tasks, |_| async move {
             names2.send(thread_name()).unwrap();
             let _ = closed.await;
         });
@@ -161,7 +172,7 @@ mod tests {
         while tasks.len() > 1 {
             tasks.join_next().await.unwrap().unwrap();
         }
-        workers.spawn(&mut tasks, async move {
+        workers.spawn(&mut tasks, |_| async move {
             names.send(thread_name()).unwrap();
         });
         let next = named.recv().await.unwrap();
@@ -177,7 +188,7 @@ mod tests {
         let workers = Workers::start(NonZeroUsize::new(2).unwrap()).unwrap();
         let mut tasks = JoinSet::new();
         let (started, mut running) = tokio::sync::mpsc::unbounded_channel();
-        workers.spawn(&mut tasks, async move {
+        workers.spawn(&mut tasks, |_| async move {
             started.send(()).unwrap();
             tokio::time::sleep(Duration::from_secs(3600)).await;
         });
