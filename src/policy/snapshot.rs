@@ -199,6 +199,25 @@ pub struct Snapshot {
     seen: RwLock<HashMap<String, Arc<NamespaceView>>>,
 }
 
+/// A namespace's view, as [`Snapshot::namespace`] gives it.
+pub enum View<'a> {
+    /// One of the snapshot's own.
+    Kept(&'a NamespaceView),
+    /// Built for a namespace first seen by a review.
+    Seen(Arc<NamespaceView>),
+}
+
+impl std::ops::Deref for View<'_> {
+    type Target = NamespaceView;
+
+    fn deref(&self) -> &NamespaceView {
+        match self {
+            View::Kept(view) => view,
+            View::Seen(view) => view,
+        }
+    }
+}
+
 /// How many namespaces' views a snapshot keeps beyond the known ones.
 const SEEN_LIMIT: usize = 4096;
 
@@ -302,14 +321,21 @@ impl Snapshot {
     }
 
     /// The view of namespace `name`: precomputed when namespaces are known, else built from
-    /// the name label alone.
-    pub fn namespace(&self, name: &str) -> Arc<NamespaceView> {
+    /// the name label alone. A precomputed view is lent, not shared: every review asks, and
+    /// a reference count taken on every review would move between the connection threads'
+    /// caches.
+    pub fn namespace(&self, name: &str) -> View<'_> {
         if let Some(view) = self.namespaces.get(name) {
-            return view.clone();
+            return View::Kept(view);
         }
         if let Some(view) = &self.unknown {
-            return view.clone();
+            return View::Kept(view);
         }
+        View::Seen(self.seen_namespace(name))
+    }
+
+    /// The view of a namespace the API server has not described, built once and kept.
+    fn seen_namespace(&self, name: &str) -> Arc<NamespaceView> {
         let seen = self.seen.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(view) = seen.get(name) {
             return view.clone();
