@@ -51,7 +51,7 @@ impl Default for Reviews {
     fn default() -> Self {
         Reviews {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            bounds: BUCKETS.map(|seconds| (seconds * 1e9) as u64),
+            bounds: BUCKETS.map(|seconds| (seconds * 1e9).round() as u64),
         }
     }
 }
@@ -211,10 +211,15 @@ mod tests {
 
     #[test]
     fn a_duration_on_a_bound_counts_in_that_bucket() {
-        let reviews = Reviews::default();
-        reviews.observe(Verdict::Skipped, Duration::from_micros(100));
-        let totals = reviews.totals();
-        assert_eq!(totals.buckets[1], 1, "le=0.0001 holds 100 µs");
-        assert_eq!(totals.buckets.iter().sum::<u64>(), 1);
+        for (index, seconds) in BUCKETS.iter().enumerate() {
+            let reviews = Reviews::default();
+            let on_bound = Duration::from_nanos((seconds * 1e9).round() as u64);
+            reviews.observe(Verdict::Skipped, on_bound);
+            reviews.observe(Verdict::Skipped, on_bound + Duration::from_nanos(1));
+            let totals = reviews.totals();
+            assert_eq!(totals.buckets[index], 1, "le={seconds} holds {on_bound:?}");
+            assert_eq!(totals.buckets[index + 1], 1, "just above le={seconds}");
+            assert_eq!(totals.outcomes, [0, 0, 0, 2]);
+        }
     }
 }
