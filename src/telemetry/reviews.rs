@@ -20,9 +20,22 @@ use prometheus_client::{
 
 use crate::admission::Verdict;
 
-/// Upper bounds of the duration histogram's buckets, in seconds (`+Inf` follows).
-pub const BUCKETS: [f64; 13] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+/// Upper bounds of the duration histogram's buckets, in nanoseconds (`+Inf` follows);
+/// exposed in seconds (50 µs is `le="0.00005"`).
+const BUCKETS: [u64; 13] = [
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    1_000_000_000,
 ];
 
 /// Shards: threads beyond this many share one (still correct, only slower).
@@ -32,8 +45,6 @@ const SHARDS: usize = 16;
 #[derive(Debug)]
 pub struct Reviews {
     shards: Box<[Shard]>,
-    /// [`BUCKETS`] in nanoseconds.
-    bounds: [u64; BUCKETS.len()],
 }
 
 /// One thread's counts, on cache lines of its own.
@@ -51,7 +62,6 @@ impl Default for Reviews {
     fn default() -> Self {
         Reviews {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            bounds: BUCKETS.map(|seconds| (seconds * 1e9).round() as u64),
         }
     }
 }
@@ -66,7 +76,7 @@ impl Reviews {
             .expect("every verdict has a counter");
         shard.outcomes[outcome].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = self.bounds.partition_point(|&bound| bound < nanos);
+        let bucket = BUCKETS.partition_point(|&bound| bound < nanos);
         shard.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         shard.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
@@ -124,7 +134,7 @@ impl Collector for Reviews {
         )?;
         let buckets: Vec<(f64, u64)> = BUCKETS
             .iter()
-            .copied()
+            .map(|&nanos| nanos as f64 / 1e9)
             .chain([f64::INFINITY])
             .zip(totals.buckets)
             .collect();
@@ -211,14 +221,17 @@ mod tests {
 
     #[test]
     fn a_duration_on_a_bound_counts_in_that_bucket() {
-        for (index, seconds) in BUCKETS.iter().enumerate() {
+        for (index, &nanos) in BUCKETS.iter().enumerate() {
             let reviews = Reviews::default();
-            let on_bound = Duration::from_nanos((seconds * 1e9).round() as u64);
+            let on_bound = Duration::from_nanos(nanos);
             reviews.observe(Verdict::Skipped, on_bound);
             reviews.observe(Verdict::Skipped, on_bound + Duration::from_nanos(1));
             let totals = reviews.totals();
-            assert_eq!(totals.buckets[index], 1, "le={seconds} holds {on_bound:?}");
-            assert_eq!(totals.buckets[index + 1], 1, "just above le={seconds}");
+            assert_eq!(
+                totals.buckets[index], 1,
+                "the bucket up to {on_bound:?} holds it"
+            );
+            assert_eq!(totals.buckets[index + 1], 1, "just above {on_bound:?}");
             assert_eq!(totals.outcomes, [0, 0, 0, 2]);
         }
     }
