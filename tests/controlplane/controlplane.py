@@ -224,6 +224,10 @@ class StartError(RuntimeError):
     pass
 
 
+class KubectlError(RuntimeError):
+    """kubectl failed; the message has its arguments and what it printed on stderr."""
+
+
 @dataclass
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager on loopback, in `workdir`."""
@@ -440,7 +444,7 @@ class ControlPlane:
             input = input.decode()
         result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)
+            raise KubectlError(f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
         return result
 
     def get(self, *args: str, **kw: Any) -> dict:
