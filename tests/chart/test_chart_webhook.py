@@ -20,13 +20,31 @@ from chartlib import (
 )
 
 
+# The entries' names are fixed: other controllers (a caBundle writer, alerts, people
+# reading "failed calling webhook") address them by name.
+FILTERED = "pods.tandem.dev"
+OPTED_IN = "opted-in.pods.tandem.dev"
+
+
+def entries(objects) -> dict[str, dict]:
+    hooks = objects.one("MutatingWebhookConfiguration")["webhooks"]
+    by_name = {hook["name"]: hook for hook in hooks}
+    assert len(by_name) == len(hooks), "entry names must be unique"
+    return by_name
+
+
 def webhook(objects) -> dict:
-    (hook,) = objects.one("MutatingWebhookConfiguration")["webhooks"]
-    return hook
+    """The entry for namespaces that have not opted in (the CEL-filtered one)."""
+    return entries(objects)[FILTERED]
 
 
-def test_fixed_fields(render):
-    hook = webhook(render({}))
+def test_two_entries_with_fixed_names(render):
+    assert list(entries(render({}))) == [FILTERED, OPTED_IN]
+
+
+@pytest.mark.parametrize("name", [FILTERED, OPTED_IN])
+def test_fixed_fields(render, name):
+    hook = entries(render({}))[name]
     assert hook["name"].count(".") >= 2  # the API server wants a fully qualified name
     assert hook["sideEffects"] == "None"
     assert hook["admissionReviewVersions"] == ["v1"]
@@ -37,20 +55,29 @@ def test_fixed_fields(render):
 
 
 def test_failure_policy_and_timeout_are_values(render):
-    hook = webhook(render({"webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 3}}))
-    assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] == 3
+    for hook in entries(render({"webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 3}})).values():
+        assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] == 3
 
 
 def test_only_pod_create_is_sent(render):
-    assert webhook(render({}))["rules"] == [
-        {
-            "apiGroups": [""],
-            "apiVersions": ["v1"],
-            "operations": ["CREATE"],
-            "resources": ["pods"],
-            "scope": "Namespaced",
-        }
-    ]
+    for hook in entries(render({})).values():
+        assert hook["rules"] == [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE"],
+                "resources": ["pods"],
+                "scope": "Namespaced",
+            }
+        ]
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_both_entries_reach_the_same_server_alike(render, scenario):
+    """One clientConfig (the tandem.clientConfig template), objectSelector and rules."""
+    hooks = list(entries(render(SCENARIOS[scenario])).values())
+    for field in ("clientConfig", "objectSelector", "rules", "failurePolicy", "timeoutSeconds", "reinvocationPolicy"):
+        assert hooks[0][field] == hooks[1][field], field
 
 
 @pytest.mark.parametrize("scenario", ["default", "everything", "tls-secret"])
@@ -72,41 +99,66 @@ def test_client_config_reaches_the_servers_listener(render, scenario):
     assert "url" not in webhook(objects)["clientConfig"]
 
 
+def sent_by(objects, labels: dict[str, str]) -> list[str]:
+    """The entries whose namespaceSelector selects a namespace with `labels`."""
+    return [name for name, hook in entries(objects).items() if selects(hook["namespaceSelector"], labels)]
+
+
+ENABLED = {"tandem.dev/inject": "enabled"}
+DISABLED = {"tandem.dev/inject": "disabled"}
+
+
 @pytest.mark.parametrize(
     "namespace, labels, sent",
     [
-        ("default", {}, True),
-        ("payments", {"team": "payments"}, True),
-        ("apps", {"tandem.dev/inject": "enabled"}, True),
-        ("kube-system", {}, False),
-        ("kube-node-lease", {}, False),
-        (NAMESPACE, {}, False),
-        ("legacy", {"tandem.dev/inject": "disabled"}, False),
+        ("default", {}, [FILTERED]),
+        ("payments", {"team": "payments"}, [FILTERED]),
+        ("odd", {"tandem.dev/inject": "yes"}, [FILTERED]),  # only "enabled" opts in
+        ("apps", ENABLED, [OPTED_IN]),
+        ("kube-system", {}, []),
+        ("kube-system", ENABLED, []),
+        ("kube-node-lease", {}, []),
+        ("kube-node-lease", ENABLED, []),
+        (NAMESPACE, {}, []),
+        (NAMESPACE, ENABLED, []),
+        ("legacy", DISABLED, []),
     ],
 )
-def test_namespace_selector(render, namespace, labels, sent):
-    selector = webhook(render({}))["namespaceSelector"]
-    assert selects(selector, namespace_labels(namespace, labels)) is sent
+def test_namespace_selectors(render, namespace, labels, sent):
+    assert sent_by(render({}), namespace_labels(namespace, labels)) == sent
 
 
-def test_namespace_selector_follows_release_namespace_and_extra_exclusions(render):
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_no_namespace_is_sent_twice(render, scenario):
+    """The two selectors are disjoint: whatever the labels, at most one entry sends a pod."""
+    objects = render(SCENARIOS[scenario])
+    for name in ("default", "apps", "kube-system", NAMESPACE, "legacy"):
+        for value in (None, "enabled", "disabled", "true", ""):
+            labels = namespace_labels(name, {} if value is None else {"tandem.dev/inject": value, "team": "a"})
+            assert len(sent_by(objects, labels)) <= 1, (scenario, labels)
+
+
+def test_namespace_selectors_follow_release_namespace_and_extra_exclusions(render):
     objects = render(SCENARIOS["everything"], namespace="injector")
-    selector = webhook(objects)["namespaceSelector"]
     for ns in ("injector", "legacy", "batch", "kube-system", "kube-node-lease"):
-        assert not selects(selector, namespace_labels(ns)), ns
-    assert selects(selector, namespace_labels("tandem-system"))
-    assert selects(selector, namespace_labels("default"))
+        assert sent_by(objects, namespace_labels(ns)) == [], ns
+        assert sent_by(objects, namespace_labels(ns, ENABLED)) == [], ns
+    assert sent_by(objects, namespace_labels("tandem-system")) == [FILTERED]
+    assert sent_by(objects, namespace_labels("default", ENABLED)) == [OPTED_IN]
 
 
-def test_opt_out_label_follows_the_annotation_prefix(render):
-    selector = webhook(render({"server": {"annotationPrefix": "inject.example.com"}}))["namespaceSelector"]
-    assert not selects(selector, namespace_labels("x", {"inject.example.com/inject": "disabled"}))
-    assert selects(selector, namespace_labels("x", {"tandem.dev/inject": "disabled"}))
+def test_opt_in_and_out_labels_follow_the_annotation_prefix(render):
+    objects = render({"server": {"annotationPrefix": "inject.example.com"}})
+    assert sent_by(objects, namespace_labels("x", {"inject.example.com/inject": "disabled"})) == []
+    assert sent_by(objects, namespace_labels("x", {"inject.example.com/inject": "enabled"})) == [OPTED_IN]
+    assert sent_by(objects, namespace_labels("x", DISABLED)) == [FILTERED]
+    assert sent_by(objects, namespace_labels("x", ENABLED)) == [FILTERED]
 
 
-def test_object_selector_skips_tandems_own_pods_only(render):
+@pytest.mark.parametrize("name", [FILTERED, OPTED_IN])
+def test_object_selector_skips_tandems_own_pods_only(render, name):
     objects = render({})
-    selector = webhook(objects)["objectSelector"]
+    selector = entries(objects)[name]["objectSelector"]
     assert not selects(selector, pod_of(objects.one("Deployment"))["metadata"]["labels"])
     assert not selects(selector, objects.one("Pod")["metadata"]["labels"])  # helm test
     assert selects(selector, {"app": "web"})
@@ -131,6 +183,7 @@ def test_object_selector_skips_tandems_own_pods_only(render):
 def test_match_conditions_on_off_auto(render, scenario, present):
     objects = render(SCENARIOS[scenario])
     assert ("matchConditions" in webhook(objects)) is present
+    assert "matchConditions" not in entries(objects)[OPTED_IN], "opted-in namespaces send every pod"
     if scenario == "match-on-with-defaults":
         assert "WARNING" in objects.notes and "do not get them" in objects.notes
     if scenario == "match-auto-with-defaults":
