@@ -30,6 +30,7 @@ pub mod engine;
 pub mod inject;
 pub mod invalid;
 pub mod offline;
+pub mod opt_in;
 pub mod patch;
 pub mod pattern;
 pub mod pod;

@@ -12,6 +12,7 @@ use crate::{
     config::{ExplainArgs, InjectArgs, OutputFormat, PolicyArgs},
     engine::{self, Evaluation},
     inject::Plan,
+    opt_in,
     pattern::Pattern,
     pod::Pod,
     policy::{
@@ -200,6 +201,13 @@ struct Explained {
     denied: Vec<String>,
     warnings: Vec<String>,
     adds: Adds,
+    /// Why the chart's webhook configuration would not send this pod to tandem at all
+    /// (the namespace is not opted in, or opted out); absent when it would.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_sent: Option<String>,
+    /// When the namespace's labels were not given: what sending this pod depends on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent_only_if: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -237,9 +245,9 @@ struct AddedContainer {
 /// `tandem explain`: which patterns apply to each pod, why, and what would be added.
 pub fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let text = read_input(&args.file)?;
-    let namespaces = (!args.namespace_labels.0.is_empty()
-        || !args.namespace_annotations.0.is_empty())
-    .then(|| {
+    let namespace_known =
+        !args.namespace_labels.0.is_empty() || !args.namespace_annotations.0.is_empty();
+    let namespaces = namespace_known.then(|| {
         // The namespace given with -n has these labels and annotations; objects that name
         // another namespace are explained as in a namespace known only by its name.
         let info = NamespaceInfo {
@@ -257,7 +265,24 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         for site in found {
             let (json, evaluation) = evaluate_site(&snapshot, doc, &site)?;
             let pod = Pod::parse(&json).expect("parsed once already");
-            explained.push(describe(&site, &pod, &evaluation));
+            let mut described = describe(&site, &pod, &evaluation);
+            // Only the namespace given with -n is described by the flags.
+            let labels = namespaces
+                .as_ref()
+                .and_then(|known| known.get(&site.namespace))
+                .map(|info| &info.labels);
+            match reach(
+                &args.policy.annotation_prefix,
+                &site,
+                labels,
+                &pod,
+                &evaluation,
+            ) {
+                Some(opt_in::Reach::NotSent(why)) => described.not_sent = Some(why),
+                Some(opt_in::Reach::Depends(what)) => described.sent_only_if = Some(what),
+                None => {}
+            }
+            explained.push(described);
         }
     }
     match args.output {
@@ -366,7 +391,40 @@ fn describe(site: &Site, pod: &Pod<'_>, evaluation: &Evaluation) -> Explained {
             .collect(),
         warnings: evaluation.warnings(),
         adds,
+        not_sent: None,
+        sent_only_if: None,
     }
+}
+
+/// Whether the chart's webhook sends the pod at `site` to tandem, when in doubt: see
+/// [`opt_in::reach`].
+fn reach(
+    prefix: &str,
+    site: &Site,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    pod: &Pod<'_>,
+    evaluation: &Evaluation,
+) -> Option<opt_in::Reach> {
+    let annotated = opt_in::pod_is_annotated(
+        prefix,
+        pod.metadata
+            .annotations
+            .iter()
+            .flat_map(|pairs| pairs.iter().map(|(key, _)| key)),
+    );
+    let mut switched_on: Vec<String> = Vec::new();
+    for resolved in &evaluation.resolution.patterns {
+        let by = match &resolved.why {
+            Why::Pod => continue,
+            Why::Namespace => "the namespace's annotations".to_string(),
+            Why::Policy(name) => format!("policy {name:?} (defaults)"),
+            Why::Enforced(name) => format!("policy {name:?} (enforce)"),
+        };
+        if !switched_on.contains(&by) {
+            switched_on.push(by);
+        }
+    }
+    opt_in::reach(prefix, &site.namespace, labels, annotated, &switched_on)
 }
 
 fn volume_kind(volume: &k8s_openapi::api::core::v1::Volume) -> &'static str {
@@ -384,6 +442,12 @@ fn render_text(explained: &[Explained]) -> String {
     let mut out = String::new();
     for e in explained {
         let _ = writeln!(out, "{}:", e.object);
+        if let Some(why) = &e.not_sent {
+            let _ = writeln!(out, "  NOT SENT to tandem: {why}");
+        }
+        if let Some(what) = &e.sent_only_if {
+            let _ = writeln!(out, "  note: {what}");
+        }
         if e.patterns.is_empty() && e.denied.is_empty() {
             let _ = writeln!(out, "  no pattern applies");
         }

@@ -306,3 +306,113 @@ fn explain_shows_denials_and_what_was_already_injected() {
         "{text}"
     );
 }
+
+#[test]
+fn explain_says_when_the_namespace_is_not_opted_in() {
+    let mut plain = pod(&[]);
+    plain["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    let explain = |labels: &str| {
+        let mut args = vec![
+            "explain",
+            "-f",
+            "-",
+            "-n",
+            "apps",
+            "--namespace-annotations",
+            "tandem.dev/log-shipper=true",
+            "-o",
+            "json",
+        ];
+        if !labels.is_empty() {
+            args.extend(["--namespace-labels", labels]);
+        }
+        let output = tandem(&args, Some(&plain.to_string()));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let explained: Value = serde_json::from_slice(&output.stdout).unwrap();
+        explained[0].clone()
+    };
+
+    // Annotated namespace, not labelled: the pattern would apply, but the pod is not sent.
+    let unlabelled = explain("team=web");
+    assert_eq!(
+        unlabelled["patterns"][0]["why"],
+        "the namespace's annotation"
+    );
+    let why = unlabelled["not_sent"]
+        .as_str()
+        .expect("says why it is not sent");
+    assert!(why.contains("namespace apps is not opted in"), "{why}");
+    assert!(
+        why.contains("kubectl label namespace apps tandem.dev/inject=enabled"),
+        "{why}"
+    );
+
+    // Labelled: sent, nothing to say.
+    let labelled = explain("tandem.dev/inject=enabled");
+    assert!(labelled.get("not_sent").is_none(), "{labelled}");
+    assert_eq!(labelled["patterns"][0]["pattern"], "log-shipper");
+
+    // Opted out: never sent, annotated or not.
+    let disabled = explain("tandem.dev/inject=disabled");
+    assert!(
+        disabled["not_sent"]
+            .as_str()
+            .unwrap()
+            .contains("labelled tandem.dev/inject=disabled"),
+        "{disabled}"
+    );
+
+    // The same in text, as a platform team reads it.
+    let output = tandem(
+        &[
+            "explain",
+            "-f",
+            "-",
+            "-n",
+            "apps",
+            "--namespace-annotations",
+            "tandem.dev/log-shipper=true",
+        ],
+        Some(&plain.to_string()),
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with("Pod apps/app:\n  NOT SENT to tandem: namespace apps is not opted in"),
+        "{text}"
+    );
+
+    // A pod with an annotation of its own is sent (the CEL filter lets it through), and
+    // gets the namespace's annotations with it.
+    let mut annotated = pod(&[("tandem.dev/metrics-adapter", "redis")]);
+    annotated["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    let output = tandem(
+        &[
+            "explain",
+            "-f",
+            "-",
+            "-n",
+            "apps",
+            "--namespace-annotations",
+            "tandem.dev/log-shipper=true",
+            "--namespace-labels",
+            "team=web",
+        ],
+        Some(&annotated.to_string()),
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains("NOT SENT"), "{text}");
+    assert!(
+        text.contains("log-shipper — on by the namespace's annotation"),
+        "{text}"
+    );
+}
