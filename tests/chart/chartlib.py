@@ -35,6 +35,7 @@ FOREIGN_KINDS = {
     ("cert-manager.io/v1", "ClusterIssuer"),
     ("cert-manager.io/v1", "Certificate"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 
 
@@ -337,6 +338,8 @@ SCENARIOS: dict[str, dict] = {
     "monitoring": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
         "networkPolicy": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     },
     "no-cluster-watch": {"server": {"watchCluster": False}},
     "everything": {
@@ -369,6 +372,16 @@ SCENARIOS: dict[str, dict] = {
         "serviceAccount": {"annotations": {"example.com/role": "tandem"}},
         "policies": [POLICY_WITHOUT_DEFAULTS, POLICY_WITH_DEFAULTS],
         "serviceMonitor": {"enabled": True, "namespace": "monitoring"},
+        "grafanaDashboard": {"enabled": True, "namespace": "monitoring", "annotations": {"grafana_folder": "Platform"}},
+        "prometheusRule": {
+            "enabled": True,
+            "namespace": "monitoring",
+            "selector": 'job="inject",namespace="tandem-system"',
+            "alertLabels": {"team": "platform"},
+            "denialRatio": 0.25,
+            "certificateExpiryDays": 21,
+            "latencyTimeoutRatio": 0.8,
+        },
         "networkPolicy": {
             "enabled": True,
             "apiServerCIDRs": ["10.0.0.0/24"],

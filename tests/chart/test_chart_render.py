@@ -52,7 +52,8 @@ def test_objects_are_named_labelled_and_namespaced(render, scenario):
         assert labels.get("app.kubernetes.io/instance") == "tandem", key
         if obj["kind"] in CLUSTER_SCOPED:
             assert "namespace" not in meta, key
-        elif obj["kind"] != "ServiceMonitor":
+        elif not objects.source(obj).endswith(("servicemonitor.yaml", "prometheusrule.yaml", "grafana-dashboard.yaml")):
+            # (the monitoring objects go where the monitoring stack looks, a value)
             assert meta.get("namespace") == NAMESPACE, key
 
 
@@ -78,8 +79,10 @@ def test_default_install_renders_the_whole_webhook(render):
 
 def test_optional_objects_appear_only_when_enabled(render):
     assert not render({}).all("ServiceMonitor") and not render({}).all("NetworkPolicy")
+    assert not render({}).all("PrometheusRule") and len(render({}).all("ConfigMap")) == 1
     on = render(SCENARIOS["monitoring"])
     assert len(on.all("ServiceMonitor")) == 1 and len(on.all("NetworkPolicy")) == 1
+    assert len(on.all("PrometheusRule")) == 1 and len(on.all("ConfigMap")) == 2
     assert not render({"tests": {"enabled": False}}).all("Pod")
 
 

@@ -177,6 +177,8 @@ def test_trade_offs_are_documented_next_to_the_values():
     timeout = " ".join(keys[("webhook", "timeoutSeconds")])
     assert "hang" in timeout
     gate = " ".join(keys[("webhook", "annotatedPodsOnly")])
-    assert "namespace-annotation inheritance" in gate and "defaults" in gate and "false" in gate
+    # what CEL cannot see, and the label that opts a namespace out of the filter
+    assert "namespace's annotations" in gate and "defaults" in gate and "false" in gate
+    assert "tandem.dev/inject=enabled" in gate
     cidrs = " ".join(keys[("networkPolicy", "apiServerCIDRs")])
     assert "Cluster specific" in cidrs

@@ -257,3 +257,9 @@ def test_service_exposes_metrics_for_scraping(render):
     assert set(ports) == {"https", "metrics"}
     assert container_port(c, ports["metrics"]["targetPort"]) == port_of(flags(c)["metrics-addr"])
     assert service["spec"]["type"] == "ClusterIP"
+
+
+def test_notes_say_how_to_opt_a_namespace_in(render):
+    notes = render({"server": {"annotationPrefix": "inject.example.com"}}).notes
+    assert "kubectl label namespace NAME inject.example.com/inject=enabled" in notes
+    assert "4. Policies:" in notes
