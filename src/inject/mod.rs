@@ -1,6 +1,6 @@
 //! From resolved patterns to a [`Plan`]: the containers, volumes, mounts and annotations to
-//! add to one pod. One file per pattern; what they share is apart: the [`builder`] that
-//! keeps names and ports unique, and the [`container`] parts (profile rendering, security
+//! add to one pod. One file per pattern; what they share is apart: the `builder` that
+//! keeps names and ports unique, and the `container` parts (profile rendering, security
 //! context, volumes, mounts). Pure functions of data.
 
 mod ambassador;
