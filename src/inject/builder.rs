@@ -11,7 +11,7 @@ use crate::{
     invalid::{Invalid, Reason, Source},
     pattern::Pattern,
     pod::Pod,
-    policy::{resolve::Resolved, types::SidecarMode},
+    policy::{model::types::SidecarMode, resolve::Resolved},
 };
 
 /// A plan under construction, with the names and ports already taken in the pod.
@@ -321,7 +321,7 @@ fn conflict(
 mod tests {
     use super::*;
     use crate::inject::empty_dir;
-    use crate::policy::{builtin, snapshot::Snapshot};
+    use crate::policy::{snapshot::Snapshot, source::builtin};
 
     /// A resolved log shipper, for the builder's bookkeeping.
     fn resolved() -> Resolved {

@@ -21,7 +21,7 @@ use crate::{
     invalid::Invalid,
     pattern::Pattern,
     pod::Pod,
-    policy::{resolve::Resolution, types::OnInvalid},
+    policy::{model::types::OnInvalid, resolve::Resolution},
 };
 
 /// What to add to a pod. [`crate::patch::render`] turns it into JSON patch operations.

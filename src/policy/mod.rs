@@ -1,13 +1,14 @@
-//! Policies: the `InjectionPolicy` type (and CRD), the built-in catalog, the sources that
-//! feed them (files, the API server), the compiled snapshot a review reads, and resolution.
+//! Policies, in three layers read top-down:
+//!
+//! - [`model`]: the `InjectionPolicy` type (and its CRD) and label selectors.
+//! - [`source`]: where policies come from (the built-in catalog, files, the API server) and
+//!   the store that keeps the current snapshot.
+//! - what a review reads: the compiled [`snapshot`] and [`resolve`], which decides what a
+//!   pod gets from it.
 
-pub mod builtin;
-pub mod files;
-pub mod kube;
+pub mod model;
 pub mod resolve;
-pub mod selector;
 pub mod snapshot;
-pub mod store;
-pub mod types;
+pub mod source;
 
-pub use types::{InjectionPolicy, InjectionPolicySpec};
+pub use model::types::{InjectionPolicy, InjectionPolicySpec};

@@ -12,9 +12,9 @@ use crate::{
     invalid::{Invalid, Reason, Source},
     pattern::{GitUrl, Kind, Pattern},
     policy::{
-        selector::Labels,
+        model::selector::Labels,
+        model::types::{OnInvalid, SidecarMode},
         snapshot::{Effective, ProfileEntry, Snapshot, option_kind, option_names, profile_names},
-        types::{OnInvalid, SidecarMode},
     },
 };
 

@@ -17,8 +17,8 @@ use crate::{
     invalid::Source,
     pattern::{Kind, Pattern, PerPattern},
     policy::{
-        selector::{Labels, Selector},
-        types::{
+        model::selector::{Labels, Selector},
+        model::types::{
             InjectionPolicy, InjectionPolicySpec, OnInvalid, OptionValue, Profile, SidecarMode,
         },
     },

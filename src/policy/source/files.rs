@@ -11,10 +11,10 @@ use std::{
 
 use crate::{
     policy::{
-        builtin,
+        model::types::InjectionPolicy,
         snapshot::{PolicyError, Snapshot},
-        store::Store,
-        types::InjectionPolicy,
+        source::builtin,
+        source::store::Store,
     },
     telemetry::Metrics,
     watch::{Changes, WatchError, directory_of},
