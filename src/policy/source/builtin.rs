@@ -1,7 +1,7 @@
 //! The policies compiled into the binary: the profile catalog and the default policy, kept
 //! as YAML under `policies/` so they read like any other policy.
 
-use crate::policy::{model::types::InjectionPolicy, source::files};
+use crate::policy::{model::types::InjectionPolicy, source::document};
 
 /// `policies/catalog.yaml`: the built-in profiles of every pattern.
 pub const CATALOG: &str = include_str!("../../../policies/catalog.yaml");
@@ -17,7 +17,7 @@ pub fn policies() -> Vec<InjectionPolicy> {
     ]
     .into_iter()
     .flat_map(|(name, text)| {
-        files::parse(name.as_ref(), text)
+        document::parse(name.as_ref(), text)
             .unwrap_or_else(|errors| panic!("built-in {name} is invalid: {errors:?}"))
     })
     .map(|(_, policy)| policy)

@@ -1,11 +1,16 @@
-//! Where policies come from: the built-in catalog, YAML files (parsed with `file:line` in
-//! every error, loaded, checked and watched), and the API server; the [`store`] keeps the
-//! snapshot they compile to.
+//! Where policies come from: the built-in catalog, YAML files and the API server; and the
+//! [`store`] that keeps the snapshot they compile to.
 //!
-//! Top-down: `kube` and `files` feed the `store`; the store and `files` start from the
-//! `builtin` policies; `builtin` and `files` parse with `document`.
+//! Read top-down, each module using only those below it: `kube` and `files` feed the
+//! `store`; `store` and `files` start from the `builtin` policies; `builtin` and `files`
+//! parse with `document`, which finds lines with `field`.
+
+pub mod kube;
+
+pub mod files;
+pub mod store;
 
 pub mod builtin;
-pub mod files;
-pub mod kube;
-pub mod store;
+
+pub mod document;
+mod field;
