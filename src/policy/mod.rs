@@ -1,10 +1,10 @@
-//! Policies, in three layers read top-down:
+//! Policies, in three layers; each uses only the ones below it:
 //!
+//! - [`source`]: where policies come from (the built-in catalog, YAML files, the API
+//!   server) and the [`source::store`] that keeps the snapshot they compile to.
+//! - what a review reads: the compiled [`snapshot`] (policies, profiles, namespace views),
+//!   and [`resolve`], which decides from it what one pod gets.
 //! - [`model`]: the `InjectionPolicy` type (and its CRD) and label selectors.
-//! - [`source`]: where policies come from (the built-in catalog, files, the API server) and
-//!   the store that keeps the current snapshot.
-//! - what a review reads: the compiled [`snapshot`] and [`resolve`], which decides what a
-//!   pod gets from it.
 
 pub mod model;
 pub mod resolve;

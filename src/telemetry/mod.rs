@@ -1,5 +1,9 @@
 //! Logs (tracing, text or JSON, written out in batches off the request path) and
 //! Prometheus metrics.
+//!
+//! Here: installing the log subscriber. The line formats are in `lines`, the per-thread
+//! buffers and the thread that writes them out in `batch`; the metrics in `metrics`, with
+//! the two every review counts sharded per thread in `reviews`.
 
 mod batch;
 mod lines;
