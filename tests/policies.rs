@@ -149,6 +149,28 @@ spec:
         );
         assert_valid_pod(&result.unwrap());
     }
+    // inject: "false" wins over the pod's own pattern annotations too, as Istio's does.
+    let (evaluation, result) = mutate(
+        &snap,
+        "default",
+        &pod(&[
+            ("tandem.dev/inject", "false"),
+            ("tandem.dev/log-shipper", "true"),
+            ("tandem.dev/metrics-adapter", "redis"),
+        ]),
+    );
+    assert!(
+        evaluation.patterns().is_empty(),
+        "{:?}",
+        evaluation.patterns()
+    );
+    let result = result.unwrap();
+    assert!(
+        container_names(&result)
+            .iter()
+            .all(|n| !n.starts_with("tandem-")),
+        "{result:#}"
+    );
 
     let enforced = policies(
         r#"

@@ -97,15 +97,17 @@ impl Context<'_> {
     /// Whether the pattern is on, and why; `None` when off.
     fn switched_on(&self) -> Option<Why> {
         let pattern = self.pattern;
+        // `inject: "false"` opts out of everything no policy enforces, the pattern's own
+        // annotations included (as `sidecar.istio.io/inject: "false"` does in Istio).
         let decided = match (&self.pod_pattern().switch, self.pod.inject) {
-            (Some(Switch::Off), _) | (None, Some(false)) => Some(false),
+            (Some(Switch::Off), _) | (_, Some(false)) => Some(false),
             (Some(_), _) => Some(true),
             (None, _) => None,
         };
         let on = match decided {
             Some(on) => on.then_some(Why::Pod),
             None => match (&self.namespace_pattern().switch, self.namespace.inject) {
-                (Some(Switch::Off), _) | (None, Some(false)) => None,
+                (Some(Switch::Off), _) | (_, Some(false)) => None,
                 (Some(_), _) => Some(Why::Namespace),
                 (None, _) => self
                     .effective
