@@ -562,7 +562,7 @@ fn invalid_policies_are_reported_with_the_field_and_what_is_accepted() {
         let yaml = format!(
             "apiVersion: tandem.dev/v1alpha1\nkind: InjectionPolicy\nmetadata: {{name: broken}}\n{spec}"
         );
-        let all = tandem::policy::builtin::policies()
+        let all = tandem::policy::source::builtin::policies()
             .into_iter()
             .chain(policies(&yaml));
         let (_, errors) = tandem::policy::snapshot::Snapshot::build("tandem.dev", all, None);
