@@ -67,6 +67,7 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
             })?;
             tracing::info!(policies = policies.len(), dir = %path.display(), "loaded policy files");
             store.set_files(policies);
+            metrics.policy_loaded("files", true);
             Some(
                 files::watch(path.clone(), store.clone(), metrics.clone())
                     .with_context(|| format!("watching {}", path.display()))?,

@@ -105,6 +105,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.ready(state.ready());
     (
         [(
             header::CONTENT_TYPE,

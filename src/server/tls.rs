@@ -115,6 +115,19 @@ impl Reloading {
     pub fn current(&self) -> Arc<CertifiedKey> {
         self.current.load_full()
     }
+
+    /// When the leaf certificate served now expires (its notAfter), in seconds since the
+    /// Unix epoch.
+    pub fn expiry(&self) -> Option<i64> {
+        not_after(self.current.load().end_entity_cert().ok()?)
+    }
+}
+
+/// The notAfter of a DER certificate, in seconds since the Unix epoch; `None` if it does
+/// not parse (rustls accepted it, so it does).
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
 }
 
 impl ResolvesServerCert for Reloading {
@@ -169,6 +182,7 @@ pub fn watch(resolver: Arc<Reloading>, metrics: Arc<Metrics>) -> Result<TlsWatch
         path: e.path,
         message: e.message,
     })?;
+    metrics.tls_certificate(resolver.expiry());
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.tick().await;
@@ -180,6 +194,7 @@ pub fn watch(resolver: Arc<Reloading>, metrics: Arc<Metrics>) -> Result<TlsWatch
             match resolver.reload() {
                 Ok(true) => {
                     metrics.tls_reload(true);
+                    metrics.tls_certificate(resolver.expiry());
                     tracing::info!(cert = %resolver.files.cert.display(), "reloaded the TLS certificate");
                 }
                 Ok(false) => {}
@@ -201,5 +216,21 @@ pub struct TlsWatch {
 impl Drop for TlsWatch {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_after_is_the_leafs_expiry_in_unix_seconds() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let expiry = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        params.not_after = expiry;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(not_after(cert.der()), Some(1_900_000_000));
+        assert_eq!(not_after(&CertificateDer::from(vec![1, 2, 3])), None);
     }
 }

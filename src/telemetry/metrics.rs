@@ -10,7 +10,7 @@ use prometheus_client::{
 };
 
 use super::reviews;
-use crate::{invalid::Reason, pattern::Pattern};
+use crate::{invalid::Reason, opt_in::Findings, pattern::Pattern};
 
 type Labels = [(&'static str, &'static str); 1];
 
@@ -25,8 +25,15 @@ pub struct Metrics {
     denials: Vec<Counter>,
     warnings: Counter,
     pub policy_reloads: Family<[(&'static str, &'static str); 2], Counter>,
+    policy_reload_ok: Family<Labels, Gauge>,
     pub policies: Gauge,
     pub tls_reloads: Family<Labels, Counter>,
+    tls_expiry: Gauge,
+    ready: Gauge,
+    namespaces_not_opted_in: Gauge,
+    policy_namespaces_not_opted_in: Family<[(&'static str, String); 1], Gauge>,
+    /// The policies `policy_namespaces_not_opted_in` has a series for.
+    policy_names: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Metrics {
@@ -61,10 +68,23 @@ impl Metrics {
             warnings.clone(),
         );
         let policy_reloads = Family::default();
+        // Every source and result from the start, so that rates and alerts see zeros
+        // rather than nothing.
+        for source in ["files", "kube"] {
+            for result in ["ok", "error"] {
+                let _ = policy_reloads.get_or_create(&[("source", source), ("result", result)]);
+            }
+        }
         registry.register(
             "policy_reloads",
             "Policy set reloads, by source (files, kube) and result (ok, error)",
             policy_reloads.clone(),
+        );
+        let policy_reload_ok = Family::default();
+        registry.register(
+            "policy_last_reload_successful",
+            "Whether the last load of a policy source (files, kube) succeeded (1) or failed and left the last good set in force (0)",
+            policy_reload_ok.clone(),
         );
         let policies = Gauge::default();
         registry.register(
@@ -78,6 +98,30 @@ impl Metrics {
             "Certificate reloads, by result (ok, error)",
             tls_reloads.clone(),
         );
+        let tls_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (its notAfter), in seconds since the Unix epoch",
+            tls_expiry.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while /readyz answers ok (synced with the API server under --kube, not shutting down), else 0",
+            ready.clone(),
+        );
+        let namespaces_not_opted_in = Gauge::default();
+        registry.register(
+            "namespaces_not_opted_in",
+            "Namespaces with tandem annotations but without the <prefix>/inject=enabled label: their pods without annotations are not sent to tandem (--kube)",
+            namespaces_not_opted_in.clone(),
+        );
+        let policy_namespaces_not_opted_in = Family::default();
+        registry.register(
+            "policy_namespaces_not_opted_in",
+            "Namespaces without the <prefix>/inject=enabled label that a policy's defaults or enforce select, by policy (--kube)",
+            policy_namespaces_not_opted_in.clone(),
+        );
         Arc::new(Metrics {
             registry,
             reviews,
@@ -86,8 +130,14 @@ impl Metrics {
             denials,
             warnings,
             policy_reloads,
+            policy_reload_ok,
             policies,
             tls_reloads,
+            tls_expiry,
+            ready,
+            namespaces_not_opted_in,
+            policy_namespaces_not_opted_in,
+            policy_names: Default::default(),
         })
     }
 
@@ -114,16 +164,76 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a reload of `source`'s policies, and records whether it succeeded.
     pub fn policy_reload(&self, source: &'static str, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.policy_reloads
             .get_or_create(&[("source", source), ("result", result)])
             .inc();
+        self.policy_loaded(source, ok);
+    }
+
+    /// Counts a failed attempt to read `source` (a watch that broke and will retry) that
+    /// leaves the policies loaded last in force and says nothing about them.
+    pub fn policy_read_failed(&self, source: &'static str) {
+        self.policy_reloads
+            .get_or_create(&[("source", source), ("result", "error")])
+            .inc();
+    }
+
+    /// Records whether the last load of `source` succeeded, without counting a reload
+    /// (the first load, at startup).
+    pub fn policy_loaded(&self, source: &'static str, ok: bool) {
+        self.policy_reload_ok
+            .get_or_create(&[("source", source)])
+            .set(i64::from(ok));
     }
 
     pub fn tls_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.tls_reloads.get_or_create(&[("result", result)]).inc();
+    }
+
+    /// The notAfter of the certificate now served, in seconds since the Unix epoch.
+    pub fn tls_certificate(&self, expiry: Option<i64>) {
+        if let Some(expiry) = expiry {
+            self.tls_expiry.set(expiry);
+        }
+    }
+
+    /// Whether `/readyz` answers ok, as of this scrape.
+    pub fn ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// What counts on pods that are never sent: namespaces with annotations, and per
+    /// policy the namespaces it selects, without the opt-in label. Policies no longer
+    /// found lose their series.
+    pub fn not_opted_in(&self, findings: &Findings) {
+        self.namespaces_not_opted_in
+            .set(findings.namespaces.len() as i64);
+        let family = &self.policy_namespaces_not_opted_in;
+        let mut gone = Vec::new();
+        // prometheus-client has no iteration over a family: keep the names it was given.
+        let mut known = self
+            .policy_names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for name in known.iter() {
+            if !findings.policies.contains_key(name) {
+                gone.push(name.clone());
+            }
+        }
+        for name in gone {
+            family.remove(&[("policy", name.clone())]);
+            known.remove(&name);
+        }
+        for (name, namespaces) in &findings.policies {
+            family
+                .get_or_create(&[("policy", name.clone())])
+                .set(namespaces.len() as i64);
+            known.insert(name.clone());
+        }
     }
 
     /// The exposition text.
@@ -156,4 +266,94 @@ fn ordered_patterns() -> impl Iterator<Item = Pattern> {
     let mut patterns = Pattern::ALL;
     patterns.sort_by_key(|p| p.index());
     patterns.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    fn value(metrics: &Metrics, series: &str) -> Option<f64> {
+        metrics.encode().lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().unwrap())
+        })
+    }
+
+    #[test]
+    fn policy_reloads_start_at_zero_and_the_last_result_is_kept_per_source() {
+        let metrics = Metrics::new();
+        for source in ["files", "kube"] {
+            for result in ["ok", "error"] {
+                let series = format!(
+                    r#"tandem_policy_reloads_total{{source="{source}",result="{result}"}}"#
+                );
+                assert_eq!(value(&metrics, &series), Some(0.0), "{series}");
+            }
+        }
+        let files = r#"tandem_policy_last_reload_successful{source="files"}"#;
+        assert_eq!(
+            value(&metrics, files),
+            None,
+            "no series before a first load"
+        );
+        metrics.policy_loaded("files", true);
+        assert_eq!(value(&metrics, files), Some(1.0));
+        metrics.policy_reload("files", false);
+        assert_eq!(value(&metrics, files), Some(0.0));
+        // A broken watch counts, but says nothing about the policies in force.
+        metrics.policy_reload("kube", true);
+        metrics.policy_read_failed("kube");
+        let kube = r#"tandem_policy_last_reload_successful{source="kube"}"#;
+        assert_eq!(value(&metrics, kube), Some(1.0));
+        let errors = r#"tandem_policy_reloads_total{source="kube",result="error"}"#;
+        assert_eq!(value(&metrics, errors), Some(1.0));
+    }
+
+    #[test]
+    fn certificate_expiry_and_readiness() {
+        let metrics = Metrics::new();
+        metrics.tls_certificate(Some(1_900_000_000));
+        metrics.tls_certificate(None);
+        assert_eq!(
+            value(&metrics, "tandem_tls_certificate_expiry_timestamp_seconds"),
+            Some(1_900_000_000.0)
+        );
+        metrics.ready(true);
+        assert_eq!(value(&metrics, "tandem_ready"), Some(1.0));
+        metrics.ready(false);
+        assert_eq!(value(&metrics, "tandem_ready"), Some(0.0));
+    }
+
+    #[test]
+    fn not_opted_in_series_follow_the_findings() {
+        let metrics = Metrics::new();
+        let mut findings = Findings::default();
+        findings
+            .namespaces
+            .insert("apps".into(), vec!["tandem.dev/log-shipper".into()]);
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        findings.policies = BTreeMap::from([
+            ("a".to_string(), set(&["apps", "web"])),
+            ("b".to_string(), set(&["web"])),
+        ]);
+        metrics.not_opted_in(&findings);
+        assert_eq!(value(&metrics, "tandem_namespaces_not_opted_in"), Some(1.0));
+        let series =
+            |policy: &str| format!(r#"tandem_policy_namespaces_not_opted_in{{policy="{policy}"}}"#);
+        assert_eq!(value(&metrics, &series("a")), Some(2.0));
+        assert_eq!(value(&metrics, &series("b")), Some(1.0));
+
+        findings.namespaces.clear();
+        findings.policies.remove("a");
+        metrics.not_opted_in(&findings);
+        assert_eq!(value(&metrics, "tandem_namespaces_not_opted_in"), Some(0.0));
+        assert_eq!(
+            value(&metrics, &series("a")),
+            None,
+            "a policy no longer found loses its series"
+        );
+        assert_eq!(value(&metrics, &series("b")), Some(1.0));
+    }
 }

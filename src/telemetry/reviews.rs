@@ -21,8 +21,9 @@ use prometheus_client::{
 use crate::admission::Verdict;
 
 /// Upper bounds of the duration histogram's buckets, in nanoseconds (`+Inf` follows);
-/// exposed in seconds (50 µs is `le="0.00005"`).
-const BUCKETS: [u64; 13] = [
+/// exposed in seconds (50 µs is `le="0.00005"`). They reach the API server's longest
+/// webhook timeout (30 s), so that a p99 near `timeoutSeconds` can be told apart.
+const BUCKETS: [u64; 17] = [
     50_000,
     100_000,
     250_000,
@@ -36,6 +37,10 @@ const BUCKETS: [u64; 13] = [
     100_000_000,
     250_000_000,
     1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
 ];
 
 /// Shards: threads beyond this many share one (still correct, only slower).
@@ -204,11 +209,13 @@ mod tests {
             )
         };
         // Cumulative, `le` inclusive: 40 µs falls in the first bucket, 300 µs under
-        // 0.0005, 2 s only under +Inf.
+        // 0.0005, 2 s under 2.5.
         assert_eq!(bucket("0.00005"), 400.0);
         assert_eq!(bucket("0.00025"), 400.0);
         assert_eq!(bucket("0.0005"), 404.0);
         assert_eq!(bucket("1.0"), 404.0);
+        assert_eq!(bucket("2.5"), 408.0);
+        assert_eq!(bucket("30.0"), 408.0);
         assert_eq!(bucket("+Inf"), 408.0);
         assert_eq!(
             sample(&text, "tandem_admission_review_duration_seconds_count"),

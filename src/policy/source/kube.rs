@@ -275,7 +275,7 @@ fn report(source: Source, error: &watcher::Error, metrics: &Metrics) {
         tracing::info!(resource = what, "watch expired; listing again");
         return;
     }
-    metrics.policy_reload("kube", false);
+    metrics.policy_read_failed("kube");
     let hint = match (source, status) {
         (_, Some(401)) => "the service account token was rejected",
         (_, Some(403)) => {
