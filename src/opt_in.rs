@@ -10,10 +10,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::policy::{
-    InjectionPolicy,
-    selector::Selector,
-    snapshot::{NAMESPACE_NAME_LABEL, NamespaceInfo},
+use crate::{
+    policy::{
+        InjectionPolicy,
+        model::selector::Selector,
+        snapshot::{NAMESPACE_NAME_LABEL, NamespaceInfo},
+    },
+    telemetry::Metrics,
 };
 
 /// The value of the inject label that opts a namespace in: every pod is sent.
@@ -99,13 +102,18 @@ pub struct Findings {
 }
 
 /// Looks through `namespaces` (as the API server describes them) and the policies in
-/// effect for what counts on pods that are not sent. A policy whose selector does not
-/// compile is skipped (it is not in effect; its loading reported why).
+/// effect for what counts on pods that are not sent. A later policy replaces an earlier
+/// one of the same name, as the sources do; a policy whose selector does not compile is
+/// skipped (it is not in effect; its loading said why).
 pub fn find<'a>(
     prefix: &str,
     policies: impl IntoIterator<Item = &'a InjectionPolicy>,
     namespaces: &HashMap<String, NamespaceInfo>,
 ) -> Findings {
+    let by_name: BTreeMap<&str, &InjectionPolicy> = policies
+        .into_iter()
+        .map(|policy| (policy.metadata.name.as_deref().unwrap_or_default(), policy))
+        .collect();
     let mut findings = Findings::default();
     // Each namespace's labels as selectors see them: with the name label, which every
     // namespace carries (the API server sets it).
@@ -126,7 +134,7 @@ pub fn find<'a>(
             .or_insert_with(|| name.clone());
         not_opted_in.push((name, labels));
     }
-    for policy in policies {
+    for (name, policy) in by_name {
         let spec = &policy.spec;
         if spec.defaults.is_empty() && spec.enforce.is_empty() {
             continue;
@@ -140,8 +148,7 @@ pub fn find<'a>(
             .map(|(name, _)| name.to_string())
             .collect();
         if !selected.is_empty() {
-            let name = policy.metadata.name.clone().unwrap_or_default();
-            findings.policies.insert(name, selected);
+            findings.policies.insert(name.to_string(), selected);
         }
     }
     findings
@@ -159,6 +166,22 @@ pub struct Notices {
 }
 
 impl Notices {
+    /// Finds what counts on pods that are not sent ([`find`]), logs what is new and sets
+    /// the gauges.
+    pub fn update<'a>(
+        &mut self,
+        prefix: &str,
+        policies: impl IntoIterator<Item = &'a InjectionPolicy>,
+        namespaces: &HashMap<String, NamespaceInfo>,
+        metrics: Option<&Metrics>,
+    ) {
+        let findings = find(prefix, policies, namespaces);
+        self.log(prefix, &findings);
+        if let Some(metrics) = metrics {
+            metrics.not_opted_in(&findings);
+        }
+    }
+
     /// Logs what `findings` holds that was not logged before, and forgets what it no
     /// longer holds.
     pub fn log(&mut self, prefix: &str, findings: &Findings) {
@@ -174,8 +197,16 @@ impl Notices {
                 );
             }
         }
-        self.namespaces
-            .retain(|name| findings.namespaces.contains_key(name));
+        self.namespaces.retain(|name| {
+            let still = findings.namespaces.contains_key(name);
+            if !still {
+                tracing::info!(
+                    namespace = %name,
+                    "namespace is opted in now, or has no tandem annotations left (or is gone)"
+                );
+            }
+            still
+        });
 
         for (policy, namespaces) in &findings.policies {
             let logged = self.policies.entry(policy.clone()).or_default();

@@ -10,6 +10,7 @@ use std::{
 use arc_swap::ArcSwap;
 
 use crate::{
+    opt_in,
     policy::{
         model::types::InjectionPolicy,
         snapshot::{NamespaceInfo, PolicyError, Snapshot},
@@ -25,6 +26,8 @@ struct Inputs {
     kube: BTreeMap<String, InjectionPolicy>,
     /// `None` until namespaces come from the API server.
     namespaces: Option<HashMap<String, NamespaceInfo>>,
+    /// What was said about namespaces and policies that count on pods never sent.
+    not_opted_in: opt_in::Notices,
 }
 
 pub struct Store {
@@ -98,6 +101,20 @@ impl Store {
             metrics.policies.set(snapshot.policy_names().count() as i64);
         }
         self.current.store(Arc::new(snapshot));
+        let inputs = &mut *inputs;
+        if let Some(namespaces) = &inputs.namespaces {
+            // The policies in effect: cluster objects left out as invalid are not.
+            let cluster = inputs
+                .kube
+                .iter()
+                .filter(|(name, _)| !errors.iter().any(|e| &e.policy == *name))
+                .map(|(_, policy)| policy);
+            let policies = self.builtin.iter().chain(&inputs.files).chain(cluster);
+            let metrics = self.metrics.as_deref();
+            inputs
+                .not_opted_in
+                .update(&self.prefix, policies, namespaces, metrics);
+        }
         errors
     }
 
@@ -193,6 +210,54 @@ mod tests {
     }
 
     const PROFILE: &str = "{image: cr.fluentbit.io/fluent/fluent-bit:4.2.4, args: [\"{{path}}\"], resources: {requests: {cpu: 1m, memory: 1Mi}, limits: {memory: 1Mi}}}";
+
+    #[test]
+    fn namespaces_and_policies_not_opted_in_are_counted_with_namespaces_from_the_cluster() {
+        let metrics = Metrics::new();
+        let store = Store::new("tandem.dev", Some(metrics.clone()));
+        let gauge = |series: &str| {
+            metrics
+                .encode()
+                .lines()
+                .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(-1.0)
+        };
+        let namespace = |labels: &[(&str, &str)]| NamespaceInfo {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: [("tandem.dev/log-shipper".to_string(), "true".to_string())].into(),
+        };
+        // Files alone: no namespaces known, nothing counted.
+        store.set_files(vec![policy(
+            "metadata: {name: logs}\nspec: {defaults: {log-shipper: {profile: fluent-bit}}}",
+        )]);
+        assert_eq!(gauge("tandem_namespaces_not_opted_in"), 0.0);
+        let invalid = store.set_cluster(
+            [policy(
+                "metadata: {name: broken}\nspec: {defaults: {log-shipper: {profile: nope}}}",
+            )],
+            HashMap::from([
+                ("apps".to_string(), namespace(&[])),
+                (
+                    "in".to_string(),
+                    namespace(&[("tandem.dev/inject", "enabled")]),
+                ),
+            ]),
+        );
+        assert_eq!(invalid.len(), 1);
+        assert_eq!(gauge("tandem_namespaces_not_opted_in"), 1.0);
+        assert_eq!(
+            gauge(r#"tandem_policy_namespaces_not_opted_in{policy="logs"}"#),
+            1.0
+        );
+        // The invalid object is not in force: not counted.
+        assert_eq!(
+            gauge(r#"tandem_policy_namespaces_not_opted_in{policy="broken"}"#),
+            -1.0
+        );
+    }
 
     #[test]
     fn an_invalid_cluster_object_leaves_the_policy_of_its_name_in_force() {
