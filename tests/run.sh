@@ -3,8 +3,10 @@
 # from PyPI, Debian packages if missing), then runs formatting and lint checks, every Rust
 # test (unit, integration, property, the benchmark in test mode), every Python test (the
 # oracle's own tests, the Helm chart, the ambassador's Envoy configuration), and the suite
-# judged by a real Kubernetes control plane, built from the Go module proxy and cached
-# outside the clone (tests/controlplane/build.sh; $TANDEM_CACHE, default ~/.cache/tandem).
+# judged by a real Kubernetes control plane, and the chart's dashboard and alerts judged by a
+# real Prometheus, both built from the Go module proxy and cached outside the clone
+# (tests/controlplane/build.sh, tests/prometheus/build.sh; $TANDEM_CACHE, default
+# ~/.cache/tandem).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -37,9 +39,12 @@ python3 -m pytest -q tests/validate tests/chart tests/ambassador
 step "the control plane: etcd, kube-apiserver, kube-controller-manager, kubectl (built once, then cached)"
 bash tests/controlplane/build.sh
 
+step "Prometheus and promtool (built once, then cached)"
+bash tests/prometheus/build.sh
+
 # In a network namespace of its own with only loopback: nothing the tests start (the control
-# plane, tandem, the webhooks) can dial anything but 127.0.0.0/8.
-step "pytest: through the real API server (loopback only)"
-unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cacheprovider tests/cluster'
+# plane, tandem, the webhooks, Prometheus) can dial anything but 127.0.0.0/8.
+step "pytest: through the real API server and a real Prometheus (loopback only)"
+unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cacheprovider tests/cluster tests/prometheus'
 
 printf '\nall tests passed\n'
