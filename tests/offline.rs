@@ -307,35 +307,41 @@ fn explain_shows_denials_and_what_was_already_injected() {
     );
 }
 
+/// `tandem explain` of `pod` in namespace `apps`, annotated `tandem.dev/log-shipper=true`
+/// and labelled `labels` (none: the flag left out); its text, or its JSON with `-o json`.
+fn explain_in_annotated_apps(pod: &Value, labels: &str, json: bool) -> String {
+    let mut pod = pod.clone();
+    pod["metadata"].as_object_mut().unwrap().remove("namespace");
+    let mut args = vec![
+        "explain",
+        "-f",
+        "-",
+        "-n",
+        "apps",
+        "--namespace-annotations",
+        "tandem.dev/log-shipper=true",
+    ];
+    if !labels.is_empty() {
+        args.extend(["--namespace-labels", labels]);
+    }
+    if json {
+        args.extend(["-o", "json"]);
+    }
+    let output = tandem(&args, Some(&pod.to_string()));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 #[test]
 fn explain_says_when_the_namespace_is_not_opted_in() {
-    let mut plain = pod(&[]);
-    plain["metadata"]
-        .as_object_mut()
-        .unwrap()
-        .remove("namespace");
-    let explain = |labels: &str| {
-        let mut args = vec![
-            "explain",
-            "-f",
-            "-",
-            "-n",
-            "apps",
-            "--namespace-annotations",
-            "tandem.dev/log-shipper=true",
-            "-o",
-            "json",
-        ];
-        if !labels.is_empty() {
-            args.extend(["--namespace-labels", labels]);
-        }
-        let output = tandem(&args, Some(&plain.to_string()));
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let explained: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let plain = pod(&[]);
+    let explain = |labels: &str| -> Value {
+        let explained: Value =
+            serde_json::from_str(&explain_in_annotated_apps(&plain, labels, true)).unwrap();
         explained[0].clone()
     };
 
@@ -369,20 +375,9 @@ fn explain_says_when_the_namespace_is_not_opted_in() {
         "{disabled}"
     );
 
-    // The same in text, as a platform team reads it.
-    let output = tandem(
-        &[
-            "explain",
-            "-f",
-            "-",
-            "-n",
-            "apps",
-            "--namespace-annotations",
-            "tandem.dev/log-shipper=true",
-        ],
-        Some(&plain.to_string()),
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
+    // The same in text, as a platform team reads it (a namespace described by its
+    // annotations alone has no labels).
+    let text = explain_in_annotated_apps(&plain, "", false);
     assert!(
         text.starts_with("Pod apps/app:\n  NOT SENT to tandem: namespace apps is not opted in"),
         "{text}"
@@ -390,26 +385,8 @@ fn explain_says_when_the_namespace_is_not_opted_in() {
 
     // A pod with an annotation of its own is sent (the CEL filter lets it through), and
     // gets the namespace's annotations with it.
-    let mut annotated = pod(&[("tandem.dev/metrics-adapter", "redis")]);
-    annotated["metadata"]
-        .as_object_mut()
-        .unwrap()
-        .remove("namespace");
-    let output = tandem(
-        &[
-            "explain",
-            "-f",
-            "-",
-            "-n",
-            "apps",
-            "--namespace-annotations",
-            "tandem.dev/log-shipper=true",
-            "--namespace-labels",
-            "team=web",
-        ],
-        Some(&annotated.to_string()),
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
+    let annotated = pod(&[("tandem.dev/metrics-adapter", "redis")]);
+    let text = explain_in_annotated_apps(&annotated, "team=web", false);
     assert!(!text.contains("NOT SENT"), "{text}");
     assert!(
         text.contains("log-shipper — on by the namespace's annotation"),

@@ -19,7 +19,8 @@ from typing import Iterator
 
 import pytest
 
-from harness import ControlPlane, ServingCert, Tandem, Webhooks, build_tandem
+from controlplane import token_kubeconfig
+from harness import RELEASE_NAMESPACE, ControlPlane, ServingCert, Tandem, Webhooks, build_tandem, render_chart
 
 _work_dirs: list[Path] = []
 
@@ -89,3 +90,28 @@ def namespace(cluster) -> Iterator[str]:
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def chart_identity(cluster, tmp_path_factory) -> Path:
+    """The chart's ServiceAccount, ClusterRole and binding and the CRD, applied; a
+    kubeconfig holding a token of that ServiceAccount: tandem gets only what the chart
+    grants."""
+    rendered = render_chart({"tls": {"mode": "secret", "secret": {"name": "x", "caBundle": "eA=="}}})
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE_NAMESPACE}})
+    crd = Path(__file__).resolve().parents[2] / "charts" / "tandem" / "crds" / "injectionpolicies.tandem.dev.yaml"
+    cluster.kubectl("apply", "--server-side", "-f", str(crd))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/injectionpolicies.tandem.dev", "--timeout=60s")
+    for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
+        cluster.apply(rendered.one(kind))
+    account = rendered.one("ServiceAccount")["metadata"]["name"]
+    token = cluster.kubectl("create", "token", account, "-n", RELEASE_NAMESPACE, "--duration=2h").stdout.strip()
+    return token_kubeconfig(tmp_path_factory.mktemp("sa") / "kubeconfig", cluster.url, cluster.ca_file, token, RELEASE_NAMESPACE)
+
+
+@pytest.fixture(scope="module")
+def kube_tandem(start_tandem, chart_identity):
+    """A `tandem serve --kube` of the test module's own, as the chart's ServiceAccount."""
+    server = start_tandem("--kube", env={"KUBECONFIG": str(chart_identity)})
+    yield server
+    server.stop()

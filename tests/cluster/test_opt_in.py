@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 import promises
-from controlplane import token_kubeconfig
-from harness import PREFIX, RELEASE_NAMESPACE, make_namespace, render_chart, to_yaml
+from harness import PREFIX, RELEASE_NAMESPACE, make_namespace, to_yaml
 
 WAIT = 20  # seconds a namespace or policy change may take to reach tandem's snapshot
 LABEL = f"{PREFIX}/inject"
@@ -27,29 +26,6 @@ ENABLED = {LABEL: "enabled"}
 LOG_SHIPPER = {f"{PREFIX}/log-shipper": "true"}
 NOT_OPTED_IN = "namespace has tandem annotations but is not opted in"
 POLICY_NOT_OPTED_IN = "policy switches patterns on in namespaces that are not opted in"
-
-
-@pytest.fixture(scope="module")
-def chart_identity(cluster, tmp_path_factory) -> Path:
-    """The chart's ServiceAccount, ClusterRole and binding and the CRD, applied; a
-    kubeconfig holding a token of that ServiceAccount (tandem has only what the chart grants)."""
-    rendered = render_chart({"tls": {"mode": "secret", "secret": {"name": "x", "caBundle": "eA=="}}})
-    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE_NAMESPACE}})
-    crd = Path(__file__).resolve().parents[2] / "charts" / "tandem" / "crds" / "injectionpolicies.tandem.dev.yaml"
-    cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/injectionpolicies.tandem.dev", "--timeout=60s")
-    for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
-        cluster.apply(rendered.one(kind))
-    account = rendered.one("ServiceAccount")["metadata"]["name"]
-    token = cluster.kubectl("create", "token", account, "-n", RELEASE_NAMESPACE, "--duration=2h").stdout.strip()
-    return token_kubeconfig(tmp_path_factory.mktemp("sa") / "kubeconfig", cluster.url, cluster.ca_file, token, RELEASE_NAMESPACE)
-
-
-@pytest.fixture(scope="module")
-def kube_tandem(start_tandem, chart_identity):
-    server = start_tandem("--kube", env={"KUBECONFIG": str(chart_identity)})
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -105,6 +105,19 @@ def test_promtool_accepts_the_rendered_rule(rules_file):
 # --- the running parts -------------------------------------------------------------------
 
 
+def until_ready(process: Process, url: str, timeout: float = 60) -> None:
+    """Waits until `url` answers 200, failing early if `process` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.popen.poll() is None, f"{process.name} exited: {process.tail()}"
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{process.name} not ready within {timeout}s: {process.tail()}")
+
+
 class Tandem:
     """`tandem serve` on loopback with a certificate from `ca`, policies from `policies`."""
 
@@ -142,15 +155,8 @@ class Tandem:
 
     def start(self) -> "Tandem":
         self.process.start({**os.environ, "TANDEM_LOG": "info"})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.popen.poll() is None, self.process.tail()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"tandem not ready: {self.process.tail()}")
+        until_ready(self.process, f"http://127.0.0.1:{self.metrics_port}/readyz")
+        return self
 
     def context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cadata=self.ca.pem.decode())
@@ -228,15 +234,8 @@ class Prometheus:
 
     def start(self) -> "Prometheus":
         self.process.start(dict(os.environ))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.popen.poll() is None, self.process.tail()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"prometheus not ready: {self.process.tail()}")
+        until_ready(self.process, f"http://127.0.0.1:{self.port}/-/ready")
+        return self
 
     def api(self, path: str, **params) -> dict:
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}"
