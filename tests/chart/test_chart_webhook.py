@@ -262,4 +262,7 @@ def test_service_exposes_metrics_for_scraping(render):
 def test_notes_say_how_to_opt_a_namespace_in(render):
     notes = render({"server": {"annotationPrefix": "inject.example.com"}}).notes
     assert "kubectl label namespace NAME inject.example.com/inject=enabled" in notes
-    assert "4. Policies:" in notes
+    assert "only in namespaces labelled inject.example.com/inject=enabled" in notes
+    unfiltered = render(SCENARIOS["match-off"]).notes
+    assert "kubectl label namespace NAME tandem.dev/inject=enabled" in unfiltered
+    assert "every pod is sent to the webhook now" in unfiltered and "only in namespaces" not in unfiltered
