@@ -19,8 +19,8 @@ from typing import Iterator
 
 import pytest
 
-from controlplane import token_kubeconfig
 from harness import RELEASE_NAMESPACE, ControlPlane, ServingCert, Tandem, Webhooks, build_tandem, render_chart
+from controlplane import token_kubeconfig  # noqa: E402 (harness puts tests/controlplane on the path)
 
 _work_dirs: list[Path] = []
 
