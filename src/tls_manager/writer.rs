@@ -327,7 +327,7 @@ impl Writer {
                 self.replace(secret, "began a CA rotation: the new CA is trusted first")
                     .await
                     .inspect_err(|_| self.pending = Some(ca.clone()))?;
-                tracing::info!(ca = ca.cert.short(), why, "rotation");
+                tracing::info!(ca = ca.cert.short(), why, "began a CA rotation");
             }
             Step::IssueLeaf => {
                 let mut secret = secret.expect("a certificate is issued into a Secret");
