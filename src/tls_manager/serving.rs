@@ -218,6 +218,9 @@ pub async fn run(
                         Ok(true) => {
                             context.metrics.tls_reload(true);
                             let info = served.info();
+                            if let Some(info) = &info {
+                                context.metrics.tls_certificate(info.leaf.not_after);
+                            }
                             tracing::info!(
                                 secret = %settings.secret,
                                 certificate = info.as_ref().map_or("", |i| i.leaf.short()),
