@@ -367,6 +367,26 @@ def test_helm_upgrade_changes_nothing_tls_related(release, load_namespace):
     print(f"helm upgrade: {pods} pods created and mutated, 0 failed, {answered:.0f} reviews by the webhook's replica")
 
 
+def test_a_second_entry_that_calls_tandem_gets_the_ca_bundle_too(release):
+    """Another writer (a chart change, a platform team) adds an entry calling tandem: tandem
+    puts the caBundle into every entry that calls it, by name, however many there are."""
+    cluster = release["cluster"]
+    config = webhook(cluster)
+    extra = json.loads(json.dumps(config["webhooks"][0]))
+    extra["name"] = "labelled.tandem.dev"
+    extra["clientConfig"].pop("caBundle", None)
+    extra["namespaceSelector"] = {"matchLabels": {f"{PREFIX}/inject": "enabled"}}
+    patch = [{"op": "add", "path": "/webhooks/-", "value": extra}]
+    cluster.kubectl("patch", "mutatingwebhookconfiguration", FULLNAME, "--type=json", "--field-manager=platform-test", "-p", json.dumps(patch))
+    (ca,) = pems(data(secret(cluster), "ca.crt"))
+
+    def both_carry_it():
+        bundles = {w["name"]: w["clientConfig"].get("caBundle") for w in webhook(cluster)["webhooks"]}
+        return len(bundles) == 2 and all(b and pems(base64.b64decode(b).decode()) == [ca] for b in bundles.values())
+
+    eventually(both_carry_it, 30, "the caBundle in both entries")
+
+
 def test_tandem_touched_only_the_ca_bundle_of_the_webhook(release):
     config = webhook(release["cluster"])
     ours = [m for m in config["metadata"]["managedFields"] if m["manager"] == FIELD_MANAGER]
@@ -375,6 +395,7 @@ def test_tandem_touched_only_the_ca_bundle_of_the_webhook(release):
     entries = owned.pop("f:webhooks")
     assert owned == {}, f"tandem owns more than webhooks[*]: {owned}"
     names = {w["name"] for w in config["webhooks"]}
+    assert names == {"pods.tandem.dev", "labelled.tandem.dev"}
     assert {k for k in entries} == {f'k:{{"name":"{n}"}}' for n in names}
     for key, fields in entries.items():
         # The list item's own key (its name) comes with addressing it; the rest is caBundle.
