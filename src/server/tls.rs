@@ -115,19 +115,6 @@ impl Reloading {
     pub fn current(&self) -> Arc<CertifiedKey> {
         self.current.load_full()
     }
-
-    /// When the leaf certificate served now expires (its notAfter), in seconds since the
-    /// Unix epoch.
-    pub fn expiry(&self) -> Option<i64> {
-        not_after(self.current.load().end_entity_cert().ok()?)
-    }
-}
-
-/// The notAfter of a DER certificate, in seconds since the Unix epoch; `None` if it does
-/// not parse (rustls accepted it, so it does).
-pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    Some(parsed.validity().not_after.timestamp())
 }
 
 impl ResolvesServerCert for Reloading {
@@ -142,6 +129,15 @@ pub fn server_config(
     client_ca: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = resolver.provider.clone();
+    server_config_with(resolver, provider, client_ca)
+}
+
+/// The same for any resolver (`tls_manager`'s, serving the certificate from its Secret).
+pub fn server_config_with(
+    resolver: Arc<dyn ResolvesServerCert>,
+    provider: Arc<CryptoProvider>,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("the default provider supports TLS 1.2 and 1.3");
@@ -182,7 +178,7 @@ pub fn watch(resolver: Arc<Reloading>, metrics: Arc<Metrics>) -> Result<TlsWatch
         path: e.path,
         message: e.message,
     })?;
-    metrics.tls_certificate(resolver.expiry());
+    expiry(&resolver, &metrics);
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.tick().await;
@@ -194,7 +190,7 @@ pub fn watch(resolver: Arc<Reloading>, metrics: Arc<Metrics>) -> Result<TlsWatch
             match resolver.reload() {
                 Ok(true) => {
                     metrics.tls_reload(true);
-                    metrics.tls_certificate(resolver.expiry());
+                    expiry(&resolver, &metrics);
                     tracing::info!(cert = %resolver.files.cert.display(), "reloaded the TLS certificate");
                 }
                 Ok(false) => {}
@@ -208,6 +204,18 @@ pub fn watch(resolver: Arc<Reloading>, metrics: Arc<Metrics>) -> Result<TlsWatch
     Ok(TlsWatch { task })
 }
 
+/// Sets the expiry gauge from the served certificate.
+fn expiry(resolver: &Reloading, metrics: &Metrics) {
+    let current = resolver.current();
+    let Some(leaf) = current.cert.first() else {
+        return;
+    };
+    match crate::tls_manager::material::Cert::from_der(leaf.to_vec()) {
+        Ok(cert) => metrics.tls_certificate(cert.not_after),
+        Err(error) => tracing::warn!(%error, "reading the served certificate's expiry"),
+    }
+}
+
 /// Keeps the certificate watched; dropping it stops the watch.
 pub struct TlsWatch {
     task: tokio::task::JoinHandle<()>,
@@ -216,21 +224,5 @@ pub struct TlsWatch {
 impl Drop for TlsWatch {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn not_after_is_the_leafs_expiry_in_unix_seconds() {
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        let expiry = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
-        params.not_after = expiry;
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        assert_eq!(not_after(cert.der()), Some(1_900_000_000));
-        assert_eq!(not_after(&CertificateDer::from(vec![1, 2, 3])), None);
     }
 }

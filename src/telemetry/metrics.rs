@@ -28,7 +28,8 @@ pub struct Metrics {
     policy_reload_ok: Family<Labels, Gauge>,
     pub policies: Gauge,
     pub tls_reloads: Family<Labels, Counter>,
-    tls_expiry: Gauge,
+    /// The served certificate's notAfter, Unix seconds.
+    pub tls_expiry: Gauge,
     ready: Gauge,
     namespaces_not_opted_in: Gauge,
     policy_namespaces_not_opted_in: Family<[(&'static str, String); 1], Gauge>,
@@ -101,7 +102,7 @@ impl Metrics {
         let tls_expiry = Gauge::default();
         registry.register(
             "tls_certificate_expiry_timestamp_seconds",
-            "When the serving certificate in use expires (its notAfter), in seconds since the Unix epoch",
+            "When the served certificate expires (its notAfter), in Unix seconds",
             tls_expiry.clone(),
         );
         let ready = Gauge::default();
@@ -194,13 +195,6 @@ impl Metrics {
         self.tls_reloads.get_or_create(&[("result", result)]).inc();
     }
 
-    /// The notAfter of the certificate now served, in seconds since the Unix epoch.
-    pub fn tls_certificate(&self, expiry: Option<i64>) {
-        if let Some(expiry) = expiry {
-            self.tls_expiry.set(expiry);
-        }
-    }
-
     /// Whether `/readyz` answers ok, as of this scrape.
     pub fn ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
@@ -237,6 +231,11 @@ impl Metrics {
     }
 
     /// The exposition text.
+    /// The certificate served now ends at `not_after` (Unix seconds).
+    pub fn tls_certificate(&self, not_after: i64) {
+        self.tls_expiry.set(not_after);
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
@@ -314,8 +313,7 @@ mod tests {
     #[test]
     fn certificate_expiry_and_readiness() {
         let metrics = Metrics::new();
-        metrics.tls_certificate(Some(1_900_000_000));
-        metrics.tls_certificate(None);
+        metrics.tls_certificate(1_900_000_000);
         assert_eq!(
             value(&metrics, "tandem_tls_certificate_expiry_timestamp_seconds"),
             Some(1_900_000_000.0)

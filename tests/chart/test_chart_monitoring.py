@@ -108,7 +108,10 @@ def test_rule_follows_the_values(render):
     assert rules(render(SCENARIOS["monitoring"]))["TandemWebhookDown"]["labels"]["severity"] == "critical"
 
 
-@pytest.mark.parametrize("mode, hint", [("helm", "delete the Secret"), ("certManager", "describe certificate"), ("tls-secret", "Update the Secret")])
+@pytest.mark.parametrize(
+    "mode, hint",
+    [("auto", "get lease tandem-tls"), ("helm", "delete the Secret"), ("certManager", "describe certificate"), ("tls-secret", "Update the Secret")],
+)
 def test_certificate_alert_says_how_to_renew_in_each_tls_mode(render, mode, hint):
     values = SCENARIOS[mode] if mode in SCENARIOS else {"tls": {"mode": mode}}
     values = {**values, "prometheusRule": {"enabled": True}}

@@ -13,13 +13,12 @@ are named in a failing test's report and kept under pytest's basetemp.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from harness import RELEASE_NAMESPACE, ControlPlane, ServingCert, Tandem, Webhooks, build_tandem, render_chart
+from harness import RELEASE_NAMESPACE, ControlPlane, ServingCert, Tandem, Webhooks, build_tandem, make_namespace, render_chart
 from controlplane import token_kubeconfig  # noqa: E402 (harness puts tests/controlplane on the path)
 
 _work_dirs: list[Path] = []
@@ -86,8 +85,7 @@ def webhooks(cluster, webhook_tls) -> Iterator[Webhooks]:
 @pytest.fixture
 def namespace(cluster) -> Iterator[str]:
     """A fresh namespace for one test, deleted (without waiting) at its end."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    cluster.kubectl("create", "namespace", name)
+    name = make_namespace(cluster)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
