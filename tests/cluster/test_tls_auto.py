@@ -383,9 +383,10 @@ def test_a_second_entry_that_calls_tandem_gets_the_ca_bundle_too(release):
 
     def both_carry_it():
         bundles = {w["name"]: w["clientConfig"].get("caBundle") for w in webhook(cluster)["webhooks"]}
-        return len(bundles) == 2 and all(b and pems(base64.b64decode(b).decode()) == [ca] for b in bundles.values())
+        # The chart's entries (pods.tandem.dev, opted-in.pods.tandem.dev) and the added one.
+        return len(bundles) == len(config["webhooks"]) + 1 and all(b and pems(base64.b64decode(b).decode()) == [ca] for b in bundles.values())
 
-    eventually(both_carry_it, 30, "the caBundle in both entries")
+    eventually(both_carry_it, 30, "the caBundle in every entry")
 
 
 def test_tandem_touched_only_the_ca_bundle_of_the_webhook(release):
@@ -396,7 +397,7 @@ def test_tandem_touched_only_the_ca_bundle_of_the_webhook(release):
     entries = owned.pop("f:webhooks")
     assert owned == {}, f"tandem owns more than webhooks[*]: {owned}"
     names = {w["name"] for w in config["webhooks"]}
-    assert names == {"pods.tandem.dev", "labelled.tandem.dev"}
+    assert names == {"pods.tandem.dev", "opted-in.pods.tandem.dev", "labelled.tandem.dev"}
     assert {k for k in entries} == {f'k:{{"name":"{n}"}}' for n in names}
     for key, fields in entries.items():
         # The list item's own key (its name) comes with addressing it; the rest is caBundle.
