@@ -34,7 +34,9 @@ Known differences from a cluster: a container's root filesystem is the host's ro
 an overlay (its image is not pulled: only the program, its entrypoint, environment and
 users are the image's), so libraries and helper programs (git and ssh for git-sync) are
 Debian's; no seccomp profile is applied; probes dial 127.0.0.1 in the pod (there is no pod
-IP); a crashed container is restarted after one second, not the kubelet's 10 s back-off.
+IP); a crashed container is restarted after one second, not the kubelet's 10 s back-off;
+host files that change while a container runs are seen through its overlay root only if
+they are bound in (volumes are).
 """
 
 import base64
@@ -138,7 +140,9 @@ def split_image(image):
 def version_of(binary):
     """The first x.y.z the program prints for --version."""
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
-    match = re.search(r"(?<![\d.])(\d+\.\d+\.\d+)(?![\d.])", out.stdout + out.stderr)
+    # Envoy starts with its own path, which may hold other versions (a Python's).
+    text = (out.stdout + out.stderr).replace(str(binary), "")
+    match = re.search(r"(?<![\d.])(\d+\.\d+\.\d+)(?![\d.])", text)
     if not match:
         raise PodError(f"{binary} --version printed no version: {out.stdout}{out.stderr}")
     return match.group(1)
@@ -696,13 +700,15 @@ class Pod:
         self.neighbours[name] = Run(process, log, time.monotonic())
         return process
 
-    def beside_container(self, name, argv, passwd=(), directories=()):
+    def beside_container(self, name, argv, passwd=(), directories=(), binds=()):
         """Like `beside`, as root in a root filesystem of its own (the host's under an overlay)
         with `passwd` lines added and `directories` made: a server that needs a user account
-        the host does not have, without touching the host's /etc/passwd."""
+        the host does not have, without touching the host's /etc/passwd. Host directories it
+        must see change while it runs are `binds` (an overlay's lower layer may not show them)."""
         base = self.dir / "neighbours" / name
         base.mkdir(parents=True)
-        spec = {"dir": str(base), "mounts": [], "readOnlyRoot": False, "workingDir": "/", "uid": 0, "gid": 0,
+        mounts = [{"source": str(path), "path": str(path), "readOnly": False} for path in binds]
+        spec = {"dir": str(base), "mounts": mounts, "readOnlyRoot": False, "workingDir": "/", "uid": 0, "gid": 0,
                 "groups": [], "noNewPrivs": False, "dropAllCaps": False, "directories": list(directories),
                 "image_files": [{"path": "/etc/passwd", "append": True, "content": "".join(f"{l}\n" for l in passwd)},
                                 {"path": "/etc/resolv.conf", "content": "nameserver 127.0.0.1\n"},
