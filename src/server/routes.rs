@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, body::Incoming};
 use tokio::sync::watch;
 
-use crate::{admission, policy::store::Store, telemetry::Metrics};
+use crate::{admission, policy::source::store::Store, telemetry::Metrics};
 
 /// What the webhook answers with: a body in one piece.
 pub type Answer = hyper::Response<Full<Bytes>>;
