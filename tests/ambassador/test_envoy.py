@@ -10,7 +10,6 @@ upstream verified for the right SNI against a CA in the image's CA bundle (the t
 the bundle's content: the one thing of the image the test chooses).
 """
 
-import datetime
 import http.server
 import json
 import socket
@@ -25,14 +24,12 @@ from pathlib import Path
 
 import envoy
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests/podrunner"))
+sys.path.insert(0, str(ROOT / "tests/programs"))
 
+from certs import make_ca_and_cert  # noqa: E402
 from fixtures import container, inject as tandem_inject, run_pod  # noqa: E402,F401  (run_pod: the fixture)
 
 IMAGE_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -197,35 +194,12 @@ def test_http_proxy_gives_up_after_the_timeout(running):
     assert app_output(pod, 1)[0].endswith(" 504")
 
 
-def make_ca_and_cert(directory, name):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (directory / "tls.crt").write_bytes(cert.public_bytes(pem))
-    (directory / "tls.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(directory / "tls.crt", directory / "tls.key")
-    return directory / "ca.crt", context
-
-
 @pytest.mark.parametrize("sni, ok", [("api.test", True), ("other.test", False)])
 def test_tls_to_the_upstream_is_verified_for_the_sni_name(running, sni, ok):
     with tempfile.TemporaryDirectory() as tmp:
-        ca, context = make_ca_and_cert(Path(tmp), "api.test")
+        ca, cert, key = make_ca_and_cert(Path(tmp), ["api.test"])
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
         upstream = Flaky(8443, tls=context)
         pod = running(inject({
             "tandem.dev/ambassador": "http",
