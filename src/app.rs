@@ -123,6 +123,7 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         store,
         metrics,
         max_body: args.max_body,
+        limits: args.limits(),
         synced,
         stopping: Default::default(),
     });

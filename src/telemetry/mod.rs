@@ -1,6 +1,7 @@
 //! Logs (tracing, text or JSON, written out in batches off the request path) and
 //! Prometheus metrics.
 
+mod faults;
 mod lines;
 mod reviews;
 
@@ -307,6 +308,7 @@ pub struct Metrics {
     pub policy_reloads: Family<[(&'static str, &'static str); 2], Counter>,
     pub policies: Gauge,
     pub tls_reloads: Family<Labels, Counter>,
+    pub faults: faults::Faults,
 }
 
 impl Metrics {
@@ -358,6 +360,7 @@ impl Metrics {
             "Certificate reloads, by result (ok, error)",
             tls_reloads.clone(),
         );
+        let faults = faults::Faults::register(&mut registry);
         Arc::new(Metrics {
             registry,
             reviews,
@@ -368,6 +371,7 @@ impl Metrics {
             policy_reloads,
             policies,
             tls_reloads,
+            faults,
         })
     }
 

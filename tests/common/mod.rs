@@ -5,7 +5,9 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod binary;
+pub mod load;
 pub mod oracle;
+pub mod volume;
 
 use std::{
     net::SocketAddr,
@@ -21,6 +23,7 @@ use tandem::{
     policy::{InjectionPolicy, store::Store},
     server::{
         Server, Shutdown,
+        limits::Limits,
         routes::AppState,
         tls::{self, Files, Reloading},
     },
@@ -53,6 +56,8 @@ pub struct Options {
     pub client_ca: Option<PathBuf>,
     /// Connection threads; two, so that connections are spread over more than one.
     pub workers: NonZeroUsize,
+    /// Timeouts and caps on connections.
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -68,6 +73,7 @@ impl Default for Options {
             certificate: None,
             client_ca: None,
             workers: NonZeroUsize::new(2).unwrap(),
+            limits: Limits::default(),
         }
     }
 }
@@ -135,6 +141,7 @@ impl TestServer {
             store: store.clone(),
             metrics: metrics.clone(),
             max_body: options.max_body,
+            limits: options.limits,
             synced,
             stopping: Default::default(),
         });
