@@ -196,6 +196,9 @@ pub enum Outcome {
     Unpatched,
     /// Allowed with a patch: the pod after it.
     Patched(Value),
+    /// Answered, but the body is JSON only to tandem's reading (see [`review`]): only the
+    /// answer's uid was checked.
+    Unchecked,
 }
 
 /// Sends `body` through `admission::review` under `snapshot` and checks the answer: it
@@ -208,7 +211,18 @@ pub fn review(body: &[u8], snapshot: &Snapshot) -> Outcome {
     let answer: Value = serde_json::from_slice(&reviewed.body).expect("the response is JSON");
     assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{answer}");
     assert_eq!(answer["kind"], "AdmissionReview", "{answer}");
-    let request: Value = serde_json::from_slice(body).expect("an answered body is JSON");
+    assert_eq!(
+        answer["response"]["uid"].as_str(),
+        Some(reviewed.uid.as_str())
+    );
+    // tandem reads only what it needs and skips the rest, checked as JSON's syntax but
+    // not for valid UTF-8 or lone UTF-16 surrogate escapes inside skipped strings (as
+    // serde_json skips); serde_json's Value refuses those. The API server never sends
+    // them (Go's encoder writes neither). Such a body is answered, and only the uid is
+    // compared, with what tandem read.
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return Outcome::Unchecked;
+    };
     assert_eq!(
         answer["response"]["uid"], request["request"]["uid"],
         "the response names another uid"
@@ -259,7 +273,9 @@ pub fn round_trip(pod: &Value, namespace: &str, snapshot: &Snapshot) -> Option<V
         Outcome::Patched(_) => panic!(
             "a second review of the patched pod patched it again\ninput: {pod}\npatched: {patched}"
         ),
-        Outcome::Rejected => panic!("a second review of the patched pod was rejected: {patched}"),
+        Outcome::Rejected | Outcome::Unchecked => {
+            panic!("a second review of the patched pod was not answered: {patched}")
+        }
         Outcome::Unpatched => {}
     }
     Some(patched)

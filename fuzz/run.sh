@@ -43,6 +43,8 @@ total=0
 for target in "${targets[@]}"; do
   scratch="target/corpus/$target"
   mkdir -p "$scratch" "corpus/$target" "regressions/$target" "artifacts/$target"
+  parallel=()
+  ((jobs > 1)) && parallel=(-jobs="$jobs" -workers="$jobs")
   dict=()
   [[ -f "$target.dict" ]] && dict=(-dict="$target.dict")
   [[ "$target" == annotations ]] && dict=(-dict=annotations.dict)
@@ -50,14 +52,14 @@ for target in "${targets[@]}"; do
   echo "==> $target: ${seconds}s, $jobs job(s)"
   status=0
   cargo +nightly fuzz run "${flags[@]}" "$target" "$scratch" "corpus/$target" "regressions/$target" -- \
-    -max_total_time="$seconds" -jobs="$jobs" -workers="$jobs" -max_len=131072 -timeout=10 -rss_limit_mb=2048 \
+    -max_total_time="$seconds" "${parallel[@]}" -max_len=131072 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="artifacts/$target/" "${dict[@]}" >"$log" 2>&1 || status=$?
   if ((jobs > 1)); then cat fuzz-*.log >>"$log" 2>/dev/null && rm -f fuzz-*.log; fi
   runs=$(grep -ho 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s += $2} END {print s + 0}')
   total=$((total + runs))
   echo "    $runs executions"
   if ((status)) || ls "artifacts/$target"/crash-* "artifacts/$target"/timeout-* "artifacts/$target"/oom-* >/dev/null 2>&1; then
-    grep -h -A 30 -E '^(thread|==[0-9]+==|SUMMARY)' "$log" | head -n 60 >&2 || tail -n 60 "$log" >&2
+    grep -h -A 2 -E "^thread '.*' .*panicked" "$log" | cut -c 1-2000 | head -n 20 >&2 || tail -n 20 "$log" >&2
     echo "fuzz/run.sh: $target failed (exit $status); inputs in fuzz/artifacts/$target, log in fuzz/$log" >&2
     exit 1
   fi
