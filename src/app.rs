@@ -126,6 +126,7 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         limits: args.limits(),
         synced,
         stopping: Default::default(),
+        review: crate::admission::review,
     });
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)

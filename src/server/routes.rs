@@ -31,10 +31,19 @@ use hyper::{Request, body::Incoming};
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
 
 use super::limits::Limits;
-use crate::{admission, policy::store::Store, telemetry::Metrics};
+use crate::{
+    admission,
+    policy::{snapshot::Snapshot, store::Store},
+    telemetry::Metrics,
+};
 
 /// What the webhook answers with: a body in one piece.
 pub type Answer = hyper::Response<Full<Bytes>>;
+
+/// What answers one review body under a policy snapshot: [`admission::review`]. A field
+/// of [`AppState`] so that a test can put in one that fails, to prove what the handler
+/// does with a review that panics (tests/panic_net.rs); no review tandem knows of panics.
+pub type Review = fn(&[u8], &Snapshot) -> Result<admission::Reviewed, admission::BadReview>;
 
 /// What the handlers share.
 pub struct AppState {
@@ -48,6 +57,8 @@ pub struct AppState {
     pub synced: watch::Receiver<bool>,
     /// Set on SIGTERM: readiness goes false while reviews are still answered.
     pub stopping: AtomicBool,
+    /// [`admission::review`].
+    pub review: Review,
 }
 
 /// A connection thread's own handle to the [`AppState`]. Every request holds one while it
@@ -198,7 +209,7 @@ async fn mutate(thread: &ThreadState, request: Request<Incoming>) -> Answer {
     // reset. The review is plain synchronous code, so a panic can be caught here and
     // answered like any other failure.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        admission::review(&body, &snapshot)
+        (state.review)(&body, &snapshot)
     }));
     let Ok(outcome) = outcome else {
         state.metrics.faults.panicked();

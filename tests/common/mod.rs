@@ -24,7 +24,7 @@ use tandem::{
     server::{
         Server, Shutdown,
         limits::Limits,
-        routes::AppState,
+        routes::{AppState, Review},
         tls::{self, Files, Reloading},
     },
     telemetry::Metrics,
@@ -58,6 +58,8 @@ pub struct Options {
     pub workers: NonZeroUsize,
     /// Timeouts and caps on connections.
     pub limits: Limits,
+    /// What answers a review body (`admission::review`).
+    pub review: Review,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
             client_ca: None,
             workers: NonZeroUsize::new(2).unwrap(),
             limits: Limits::default(),
+            review: tandem::admission::review,
         }
     }
 }
@@ -144,6 +147,7 @@ impl TestServer {
             limits: options.limits,
             synced,
             stopping: Default::default(),
+            review: options.review,
         });
         let localhost: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let server = Server::bind(localhost, localhost, config, state, options.workers)
