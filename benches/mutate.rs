@@ -10,7 +10,11 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tandem::{
     admission,
-    policy::{InjectionPolicy, builtin, files, snapshot::Snapshot},
+    policy::{
+        InjectionPolicy,
+        snapshot::Snapshot,
+        source::{builtin, files},
+    },
 };
 
 fn fixture(name: &str) -> Vec<u8> {

@@ -5,7 +5,7 @@
 
 use tandem::{
     admission,
-    policy::{builtin, snapshot::Snapshot},
+    policy::{snapshot::Snapshot, source::builtin},
 };
 
 // The server's allocator, so that the profile shows what the server spends.

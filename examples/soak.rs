@@ -390,9 +390,9 @@ async fn hostile(shared: Arc<Shared>, kind: Hostile, index: usize) {
                         let body = &shared.fixtures[index % shared.fixtures.len()].0;
                         let _ = tls.write_all(head.as_bytes()).await;
                         let _ = tls.write_all(&body.as_bytes()[..body.len() / 2]).await;
-                        // Gone without a word: no TLS close_notify, no FIN from TLS.
+                        // Gone without a word: the socket closed under TLS, no
+                        // close_notify.
                         let (tcp, _) = tls.into_inner();
-                        let _ = tcp.set_linger(Some(Duration::ZERO));
                         drop(tcp);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;

@@ -24,7 +24,11 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tandem::{
     admission,
-    policy::{InjectionPolicy, builtin, files, snapshot::NamespaceInfo, snapshot::Snapshot},
+    policy::{
+        InjectionPolicy,
+        snapshot::{NamespaceInfo, Snapshot},
+        source::{builtin, document},
+    },
 };
 
 pub const PREFIX: &str = "tandem.dev";
@@ -132,7 +136,7 @@ pub fn snapshot() -> &'static Snapshot {
     static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
     SNAPSHOT.get_or_init(|| {
         let examples = EXAMPLES.iter().flat_map(|text| {
-            files::parse(Path::new("example.yaml"), text)
+            document::parse(Path::new("example.yaml"), text)
                 .expect("the examples parse")
                 .into_iter()
                 .map(|(_, policy)| policy)
@@ -396,7 +400,7 @@ pub fn policy(yaml: &[u8]) -> Vec<(Value, Value)> {
     let Ok(text) = std::str::from_utf8(yaml) else {
         return Vec::new();
     };
-    let Ok(parsed) = files::parse(Path::new("fuzz.yaml"), text) else {
+    let Ok(parsed) = document::parse(Path::new("fuzz.yaml"), text) else {
         return Vec::new();
     };
     let Some(snapshot) = snapshot_with(parsed.into_iter().map(|(_, p)| p).collect()) else {

@@ -330,7 +330,9 @@ fn answer(
         reviewed.verdict = Verdict::Denied;
         return respond(uid, Answer::Deny(message), warnings);
     }
-    match engine::patch(pod, evaluation) {
+    // A pod the API server could not store (no name, or no containers; perhaps no
+    // `metadata` or `spec` to add into) is left for it to refuse, with its own message.
+    match engine::patch(pod, evaluation).filter(|_| pod.is_storable()) {
         Some(bytes) => {
             reviewed.verdict = Verdict::Patched;
             reviewed.patterns = evaluation.patterns().to_vec();

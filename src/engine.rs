@@ -81,12 +81,12 @@ pub fn evaluate(snapshot: &Snapshot, namespace: &str, pod: &Pod<'_>) -> Evaluati
     }
 }
 
-/// The JSON patch for an evaluated pod; `None` when denied, when there is nothing to add,
-/// or when the pod is not one the API server could store ([`Pod::is_storable`]: no name,
-/// or no containers; it will refuse the pod itself, saying why).
+/// The JSON patch for an evaluated pod (or pod template); `None` when denied, when there is
+/// nothing to add, or when it has no containers (so perhaps no `spec` to add into: the API
+/// server refuses such a pod itself, saying why).
 pub fn patch(pod: &Pod<'_>, evaluation: &Evaluation) -> Option<Vec<u8>> {
     let plan = &evaluation.outcome.plan;
-    (evaluation.outcome.denied.is_empty() && !plan.is_empty() && pod.is_storable())
+    (evaluation.outcome.denied.is_empty() && !plan.is_empty() && !pod.spec.containers.is_empty())
         .then(|| patch::render(pod, plan))
 }
 

@@ -12,12 +12,17 @@
 //! - [`server`]: listeners, TLS (reloaded when the files change), shutdown.
 //! - [`admission`]: AdmissionReview in, AdmissionReview out.
 //! - [`engine`]: one pod from JSON to patch; shared with `tandem inject` and `explain`.
-//! - [`annotations`], [`pattern`]: what users type, parsed and checked.
-//! - [`policy`]: InjectionPolicy (and its CRD), its sources, the compiled snapshot, resolution.
+//! - [`annotations`]: the `tandem.dev/*` keys users type, parsed once.
+//! - [`pattern`]: the four patterns, the options each accepts, and the kinds of value an
+//!   option takes with their parsers.
+//! - [`policy`]: in three layers, each using only those below: `source` (the built-in
+//!   catalog, files, the API server, and the store they feed), what a review reads (the
+//!   compiled `snapshot`, and `resolve`), and `model` (InjectionPolicy, its CRD, selectors).
 //! - [`inject`]: one module per pattern, each turning a resolved pattern into containers,
-//!   volumes and mounts.
+//!   volumes and mounts, with a shared plan builder and container parts.
 //! - [`patch`]: the plan as RFC 6902 operations; the only place JSON pointers are built.
 //! - [`offline`]: `inject` and `explain` over YAML files.
+//! - [`telemetry`]: log lines (batched per thread) and Prometheus metrics.
 
 #![forbid(unsafe_code)]
 

@@ -15,9 +15,9 @@ use crate::{
     pattern::Pattern,
     pod::Pod,
     policy::{
-        builtin, files,
         resolve::{Origin, Why},
         snapshot::{NamespaceInfo, Snapshot},
+        source::{builtin, files},
     },
 };
 

@@ -7,7 +7,7 @@ use std::{borrow::Cow, fmt};
 
 use serde::{Deserialize, de};
 
-use crate::policy::selector::Labels;
+use crate::policy::model::selector::Labels;
 
 /// The fields of a pod tandem reads.
 #[derive(Debug, Default, Deserialize)]

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use tandem::{
     pattern::Pattern,
     policy::{
-        kube::{Options, run_with},
-        store::Store,
+        source::kube::{Options, run_with},
+        source::store::Store,
     },
     telemetry::Metrics,
 };

@@ -236,7 +236,9 @@ spec:
     let first = &explained[0];
     assert_eq!(first["object"], "Pod payments/app");
     let patterns = first["patterns"].as_array().unwrap();
-    assert_eq!(patterns.len(), 2);
+    // inject: "false" opts the pod out of its own metrics-adapter annotation too; only what
+    // the policy enforces stays.
+    assert_eq!(patterns.len(), 1, "{patterns:?}");
     assert_eq!(patterns[0]["pattern"], "log-shipper");
     assert_eq!(patterns[0]["why"], "policy \"payments-logging\" (enforce)");
     assert_eq!(patterns[0]["profile"], "fluent-bit-loki");
@@ -248,15 +250,13 @@ spec:
         .unwrap();
     assert_eq!(path["value"], "/var/log/payments");
     assert_eq!(path["from"], "policy \"payments-logging\"");
-    assert_eq!(patterns[1]["pattern"], "metrics-adapter");
-    assert_eq!(patterns[1]["why"], "the pod's annotation");
     let init: Vec<&str> = first["adds"]["init_containers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(init, ["tandem-log-shipper", "tandem-metrics-adapter"]);
+    assert_eq!(init, ["tandem-log-shipper"]);
     assert!(
         first["adds"]["mounts"][0]
             .as_str()
@@ -264,7 +264,8 @@ spec:
             .contains("at /var/log/payments in container web (read-write)")
     );
 
-    // Without the namespace's labels the policy does not apply and inject: "false" holds.
+    // Without the namespace's labels the policy does not apply, and inject: "false" opts the
+    // pod out of everything else, its own metrics-adapter annotation included.
     let output = tandem(
         &[
             "explain",
@@ -279,12 +280,11 @@ spec:
     );
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(
-        text.starts_with(
-            "Pod payments/app:\n  metrics-adapter — on by the pod's annotation; profile redis"
-        ),
+        text.starts_with("Pod payments/app:\n  no pattern applies"),
         "{text}"
     );
     assert!(!text.contains("log-shipper —"), "{text}");
+    assert!(!text.contains("metrics-adapter —"), "{text}");
 }
 
 #[test]

@@ -149,6 +149,28 @@ spec:
         );
         assert_valid_pod(&result.unwrap());
     }
+    // inject: "false" wins over the pod's own pattern annotations too, as Istio's does.
+    let (evaluation, result) = mutate(
+        &snap,
+        "default",
+        &pod(&[
+            ("tandem.dev/inject", "false"),
+            ("tandem.dev/log-shipper", "true"),
+            ("tandem.dev/metrics-adapter", "redis"),
+        ]),
+    );
+    assert!(
+        evaluation.patterns().is_empty(),
+        "{:?}",
+        evaluation.patterns()
+    );
+    let result = result.unwrap();
+    assert!(
+        container_names(&result)
+            .iter()
+            .all(|n| !n.starts_with("tandem-")),
+        "{result:#}"
+    );
 
     let enforced = policies(
         r#"
@@ -540,7 +562,7 @@ fn invalid_policies_are_reported_with_the_field_and_what_is_accepted() {
         let yaml = format!(
             "apiVersion: tandem.dev/v1alpha1\nkind: InjectionPolicy\nmetadata: {{name: broken}}\n{spec}"
         );
-        let all = tandem::policy::builtin::policies()
+        let all = tandem::policy::source::builtin::policies()
             .into_iter()
             .chain(policies(&yaml));
         let (_, errors) = tandem::policy::snapshot::Snapshot::build("tandem.dev", all, None);

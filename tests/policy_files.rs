@@ -10,8 +10,8 @@ use serde_json::json;
 use tandem::{
     pattern::Pattern,
     policy::{
-        files::{self, FilesWatch},
-        store::Store,
+        source::files::{self, FilesWatch},
+        source::store::Store,
     },
     telemetry::Metrics,
 };

@@ -3,8 +3,10 @@
 # from PyPI, Debian packages if missing), then runs formatting and lint checks, every Rust
 # test (unit, integration, property, the benchmark in test mode, the fuzz corpora replayed
 # through the oracle), a short run of every fuzz target (nightly; cargo-fuzz is installed if
-# missing) and every Python test (the oracle's own tests, the Helm chart, the ambassador's
-# Envoy configuration).
+# missing), every Python test (the oracle's own tests, the Helm chart, the ambassador's
+# Envoy configuration), and the suite judged by a real Kubernetes control plane, built from
+# the Go module proxy and cached outside the clone (tests/controlplane/build.sh;
+# $TANDEM_CACHE, default ~/.cache/tandem).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,6 +15,8 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Debian packages"
 missing=()
 for tool in openssl curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+command -v ip >/dev/null || missing+=(iproute2)
+command -v unshare >/dev/null || missing+=(util-linux)
 if ((${#missing[@]})); then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
@@ -34,5 +38,13 @@ bash fuzz/run.sh --seconds 20
 
 step "pytest"
 python3 -m pytest -q tests/validate tests/chart tests/ambassador
+
+step "the control plane: etcd, kube-apiserver, kube-controller-manager, kubectl (built once, then cached)"
+bash tests/controlplane/build.sh
+
+# In a network namespace of its own with only loopback: nothing the tests start (the control
+# plane, tandem, the webhooks) can dial anything but 127.0.0.0/8.
+step "pytest: through the real API server (loopback only)"
+unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cacheprovider tests/cluster'
 
 printf '\nall tests passed\n'

@@ -15,7 +15,7 @@ use common::{
 };
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde_json::{Value, json};
-use tandem::{certs, policy::files, server::tls::Files};
+use tandem::{certs, policy::source::files, server::tls::Files};
 
 const WORKERS: usize = 6;
 

@@ -22,7 +22,7 @@ use k8s_openapi::{
 use crate::{
     invalid::Invalid,
     pattern::{GitUrl, Pattern},
-    policy::{resolve::Resolved, types::SidecarMode},
+    policy::{model::types::SidecarMode, resolve::Resolved},
 };
 
 use super::{Builder, empty_dir, mount, port, render};

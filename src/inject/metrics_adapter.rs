@@ -11,7 +11,7 @@ use crate::{
     policy::resolve::Resolved,
 };
 
-use super::{Builder, fill, mount, port, render};
+use super::{Builder, container::fill, mount, port, render};
 
 /// The port name Prometheus' service monitors and users look for.
 pub const PORT_NAME: &str = "metrics";

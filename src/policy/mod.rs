@@ -1,13 +1,14 @@
-//! Policies: the `InjectionPolicy` type (and CRD), the built-in catalog, the sources that
-//! feed them (files, the API server), the compiled snapshot a review reads, and resolution.
+//! Policies, in three layers; each uses only the ones below it:
+//!
+//! - [`source`]: where policies come from (the built-in catalog, YAML files, the API
+//!   server) and the [`source::store`] that keeps the snapshot they compile to.
+//! - what a review reads: the compiled [`snapshot`] (policies, profiles, namespace views),
+//!   and [`resolve`], which decides from it what one pod gets.
+//! - [`model`]: the `InjectionPolicy` type (and its CRD) and label selectors.
 
-pub mod builtin;
-pub mod files;
-pub mod kube;
+pub mod model;
 pub mod resolve;
-pub mod selector;
 pub mod snapshot;
-pub mod store;
-pub mod types;
+pub mod source;
 
-pub use types::{InjectionPolicy, InjectionPolicySpec};
+pub use model::types::{InjectionPolicy, InjectionPolicySpec};

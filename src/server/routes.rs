@@ -33,7 +33,7 @@ use tokio::sync::{Semaphore, SemaphorePermit, watch};
 use super::limits::Limits;
 use crate::{
     admission,
-    policy::{snapshot::Snapshot, store::Store},
+    policy::{snapshot::Snapshot, source::store::Store},
     telemetry::Metrics,
 };
 

@@ -20,7 +20,7 @@ use std::{
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tandem::{
-    policy::{InjectionPolicy, store::Store},
+    policy::{InjectionPolicy, source::store::Store},
     server::{
         Server, Shutdown,
         limits::Limits,
@@ -337,7 +337,9 @@ pub fn snapshot(
     extra: Vec<InjectionPolicy>,
     namespaces: Option<&std::collections::HashMap<String, tandem::policy::snapshot::NamespaceInfo>>,
 ) -> tandem::policy::snapshot::Snapshot {
-    let all = tandem::policy::builtin::policies().into_iter().chain(extra);
+    let all = tandem::policy::source::builtin::policies()
+        .into_iter()
+        .chain(extra);
     let (snapshot, errors) =
         tandem::policy::snapshot::Snapshot::build("tandem.dev", all, namespaces);
     assert!(errors.is_empty(), "{errors:#?}");

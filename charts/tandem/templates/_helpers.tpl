@@ -132,6 +132,25 @@ The webhook's caBundle (base64), empty for certManager (its CA injector fills it
 {{- end }}
 
 {{/*
+How the API server reaches the webhook: webhook.url, or the Service; and the caBundle it
+trusts (none for certManager: its CA injector fills it in).
+*/}}
+{{- define "tandem.clientConfig" -}}
+{{- if .Values.webhook.url }}
+url: {{ .Values.webhook.url | quote }}
+{{- else }}
+service:
+  name: {{ include "tandem.fullname" . }}
+  namespace: {{ .Release.Namespace }}
+  path: /mutate
+  port: 443
+{{- end }}
+{{- with include "tandem.caBundle" . }}
+caBundle: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
 The cert-manager Certificate whose CA the CA injector puts into the webhook.
 */}}
 {{- define "tandem.certificateName" -}}

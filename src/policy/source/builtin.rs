@@ -1,13 +1,13 @@
 //! The policies compiled into the binary: the profile catalog and the default policy, kept
 //! as YAML under `policies/` so they read like any other policy.
 
-use crate::policy::{files, types::InjectionPolicy};
+use crate::policy::{model::types::InjectionPolicy, source::document};
 
 /// `policies/catalog.yaml`: the built-in profiles of every pattern.
-pub const CATALOG: &str = include_str!("../../policies/catalog.yaml");
+pub const CATALOG: &str = include_str!("../../../policies/catalog.yaml");
 
 /// `policies/default.yaml`: the defaults every pod gets unless a policy says otherwise.
-pub const DEFAULT: &str = include_str!("../../policies/default.yaml");
+pub const DEFAULT: &str = include_str!("../../../policies/default.yaml");
 
 /// The built-in policies, lowest priority first.
 pub fn policies() -> Vec<InjectionPolicy> {
@@ -17,7 +17,7 @@ pub fn policies() -> Vec<InjectionPolicy> {
     ]
     .into_iter()
     .flat_map(|(name, text)| {
-        files::parse(name.as_ref(), text)
+        document::parse(name.as_ref(), text)
             .unwrap_or_else(|errors| panic!("built-in {name} is invalid: {errors:?}"))
     })
     .map(|(_, policy)| policy)

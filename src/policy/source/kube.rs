@@ -19,7 +19,7 @@ use kube::{
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    policy::{snapshot::NamespaceInfo, store::Store, types::InjectionPolicy},
+    policy::{model::types::InjectionPolicy, snapshot::NamespaceInfo, source::store::Store},
     telemetry::Metrics,
 };
 

@@ -11,9 +11,9 @@ use arc_swap::ArcSwap;
 
 use crate::{
     policy::{
-        builtin,
+        model::types::InjectionPolicy,
         snapshot::{NamespaceInfo, PolicyError, Snapshot},
-        types::InjectionPolicy,
+        source::builtin,
     },
     telemetry::Metrics,
 };
