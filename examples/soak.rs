@@ -226,7 +226,7 @@ async fn good_review(shared: &Shared, client: &reqwest::Client, index: usize) {
     seen.answered.fetch_add(1, Ordering::Relaxed);
     seen.latencies.lock().unwrap().push(micros);
     let n = shared.counter.fetch_add(1, Ordering::Relaxed);
-    if n % shared.sample_every == 0 {
+    if n.is_multiple_of(shared.sample_every) {
         let mut pod = review["request"]["object"].clone();
         let before: Vec<String> = names(&pod);
         if let Some(patch) = answer["response"]["patch"].as_str() {
@@ -346,7 +346,14 @@ enum Hostile {
 
 /// One hostile client, reconnecting until the hostile phase ends.
 async fn hostile(shared: Arc<Shared>, kind: Hostile, index: usize) {
-    let connector = tls_connector(&shared.ca, if index % 2 == 0 { b"http/1.1" } else { b"h2" });
+    let connector = tls_connector(
+        &shared.ca,
+        if index.is_multiple_of(2) {
+            b"http/1.1"
+        } else {
+            b"h2"
+        },
+    );
     let head = "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n";
     while !shared.hostile_stop.load(Ordering::Relaxed) {
         let Ok(tcp) = TcpStream::connect(("127.0.0.1", shared.port)).await else {
@@ -410,9 +417,9 @@ async fn hostile(shared: Arc<Shared>, kind: Hostile, index: usize) {
 async fn hold<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, stop: impl Fn() -> bool) {
     let mut buf = [0u8; 1024];
     while !stop() {
-        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return,
-            _ => {}
+        let read = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf));
+        if let Ok(Ok(0) | Err(_)) = read.await {
+            return;
         }
     }
 }

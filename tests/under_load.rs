@@ -244,7 +244,7 @@ async fn policy_directory_swaps_take_valid_sets_refuse_invalid_ones_and_fail_no_
     let tally = load.stop().await;
     report("policy reloads", &tally);
     // Each set took effect in turn (answers in flight across a swap may interleave).
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.first().map(String::as_str), Some("log-shipper"));
     assert_eq!(seen.last().map(String::as_str), Some("log-shipper"));
     assert!(seen.iter().any(|s| s == "metrics-adapter"), "{seen:?}");
