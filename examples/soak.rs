@@ -356,7 +356,10 @@ async fn hostile(shared: Arc<Shared>, kind: Hostile, index: usize) {
     );
     let head = "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n";
     while !shared.hostile_stop.load(Ordering::Relaxed) {
-        let Ok(tcp) = TcpStream::connect(("127.0.0.1", shared.port)).await else {
+        // A full accept queue leaves a SYN unanswered for seconds: bounded, so that the
+        // phase ends on time.
+        let connect = TcpStream::connect(("127.0.0.1", shared.port));
+        let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_secs(2), connect).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -447,6 +450,18 @@ struct Server {
     metrics: String,
     _dir: tempfile::TempDir,
     ca: PathBuf,
+}
+
+/// The server's process group is killed if the soak ends early (a panic).
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{}", self.child.id())])
+                .status();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 fn start_server(args: &Args) -> Server {
@@ -632,8 +647,11 @@ async fn main() {
     let hostile_peak = peak.swap(0, Ordering::Relaxed);
     shared.stop.store(true, Ordering::Relaxed);
     shared.hostile_stop.store(true, Ordering::Relaxed);
-    while tasks.join_next().await.is_some() {}
+    // Well-behaved clients finish the request they are in; hostile ones are dropped
+    // wherever they are (their sockets close).
+    hostiles.abort_all();
     while hostiles.join_next().await.is_some() {}
+    while tasks.join_next().await.is_some() {}
     let after_load_rss = rss_kib(pid);
     tokio::time::sleep(Duration::from_secs(args.cooldown)).await;
     let end_rss = rss_kib(pid);
