@@ -457,7 +457,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", self.child.id())])
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
                 .status();
             let _ = self.child.wait();
         }
@@ -663,9 +663,9 @@ async fn main() {
         .await
         .unwrap();
 
-    // Stop the server (SIGTERM to its process group) and the oracle.
+    // Stop the server (SIGTERM, as the kubelet does) and the oracle.
     let _ = Command::new("kill")
-        .args(["-TERM", &format!("-{pid}")])
+        .args(["-TERM", &pid.to_string()])
         .status();
     let exit = server.child.wait().unwrap();
     let hostile_opened = shared.hostile_opened.load(Ordering::Relaxed);
