@@ -197,9 +197,11 @@ impl Connections {
 
     /// Takes a new connection in. At the cap, an open connection with no request in
     /// flight gives way: first one that has been in its TLS handshake for more than
-    /// [`HANDSHAKE_GRACE`] (oldest first), then the one idle longest, then a younger
-    /// one still in its handshake. A client that is served keeps its connection; one that
-    /// only holds a socket open loses it to the next that comes.
+    /// [`HANDSHAKE_GRACE`] (oldest first), then the one quiet longest of those quiet for
+    /// [`IDLE_GRACE`], then a younger one still in (or just out of) its handshake. One
+    /// that served a request within [`IDLE_GRACE`] never gives way: when only those are
+    /// left, the new connection is refused. A client that is served keeps its connection;
+    /// one that only holds a socket open loses it to the next that comes.
     pub fn admit(self: &Arc<Self>) -> Admitted {
         self.admit_at(self.now_ms())
     }
@@ -214,19 +216,29 @@ impl Connections {
         let mut evicted = false;
         if table.open.len() - evicting >= self.max {
             let grace = HANDSHAKE_GRACE.as_millis() as u64;
+            let idle_grace = IDLE_GRACE.as_millis() as u64;
             let victim = table
                 .open
                 .values()
                 .filter(|a| !a.evicted.load(Ordering::Relaxed) && a.in_flight() == 0)
-                .min_by_key(|a| {
-                    if a.handshaken.load(Ordering::Relaxed) {
-                        (1, a.busy_ms.load(Ordering::Relaxed))
-                    } else if now_ms.saturating_sub(a.opened_ms) >= grace {
-                        (0, a.opened_ms)
+                .filter_map(|a| {
+                    let quiet = now_ms.saturating_sub(a.busy_ms.load(Ordering::Relaxed));
+                    if !a.handshaken.load(Ordering::Relaxed) {
+                        let old = now_ms.saturating_sub(a.opened_ms) >= grace;
+                        Some((if old { 0 } else { 2 }, a.opened_ms, a))
+                    } else if quiet >= idle_grace {
+                        Some((1, a.busy_ms.load(Ordering::Relaxed), a))
+                    } else if a.served.load(Ordering::Relaxed) == 0 {
+                        // Just through its handshake, its first request yet to come.
+                        Some((2, a.opened_ms, a))
                     } else {
-                        (2, a.opened_ms)
+                        // Served a request within IDLE_GRACE: a client in use (a pooled
+                        // keep-alive connection between two reviews) never gives way.
+                        None
                     }
-                });
+                })
+                .min_by_key(|(tier, since, _)| (*tier, *since))
+                .map(|(_, _, a)| a);
             match victim {
                 Some(victim) => {
                     victim.evicted.store(true, Ordering::Release);
@@ -255,6 +267,10 @@ impl Connections {
 /// A TLS handshake takes milliseconds; one still going after this long is the first to
 /// give way at the cap.
 pub const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
+
+/// A connection that served a request this recently is in use and never gives way (the
+/// watchdog marks it busy once a tick, so this is a few ticks).
+pub const IDLE_GRACE: Duration = Duration::from_secs(5);
 
 /// A poisoned table only means a thread panicked while holding it; the map is fine.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -480,6 +496,31 @@ mod tests {
             !evicted(&busy),
             "a connection with a request in flight never gives way"
         );
+    }
+
+    #[test]
+    fn a_connection_in_use_between_two_requests_never_gives_way() {
+        let connections = Connections::new(2, Gauge::default());
+        let (pooled, _) = admit(&connections, 0);
+        pooled.activity.handshaken();
+        drop(pooled.activity.request());
+        // As its watchdog marks it at a tick.
+        pooled.activity.busy_ms.store(9_000, Ordering::Relaxed);
+        let (young, _) = admit(&connections, 9_500);
+        // At 10 s: the pooled connection served a request a second ago; the young
+        // handshake gives way instead, and then the next new one.
+        let (next, gave_way) = admit(&connections, 10_000);
+        assert!(gave_way);
+        assert!(young.activity.evicted.load(Ordering::Relaxed));
+        assert!(!pooled.activity.evicted.load(Ordering::Relaxed));
+        drop(young);
+        next.activity.handshaken();
+        drop(next.activity.request());
+        next.activity.busy_ms.store(13_500, Ordering::Relaxed);
+        // Quiet for IDLE_GRACE, it is idle like any other.
+        let (_later, gave_way) = admit(&connections, 14_000);
+        assert!(gave_way);
+        assert!(pooled.activity.evicted.load(Ordering::Relaxed));
     }
 
     #[test]
