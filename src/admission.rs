@@ -212,6 +212,23 @@ pub fn review(body: &[u8], snapshot: &Snapshot) -> Result<Reviewed, BadReview> {
     }
 }
 
+/// The request's uid, if the body is JSON with one: for answering a review that could not
+/// be answered otherwise (a panic) with the uid it asked about.
+pub fn uid(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: Option<Request<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        uid: Option<Cow<'a, str>>,
+    }
+    let review: Review<'_> = serde_json::from_slice(body).ok()?;
+    Some(review.request?.uid?.into_owned())
+}
+
 /// Checks the review's kind and version, and that it has a request.
 fn accept<'a, O>(
     api_version: Option<Cow<'_, str>>,
@@ -313,7 +330,9 @@ fn answer(
         reviewed.verdict = Verdict::Denied;
         return respond(uid, Answer::Deny(message), warnings);
     }
-    match engine::patch(pod, evaluation) {
+    // A pod the API server could not store (no name, or no containers; perhaps no
+    // `metadata` or `spec` to add into) is left for it to refuse, with its own message.
+    match engine::patch(pod, evaluation).filter(|_| pod.is_storable()) {
         Some(bytes) => {
             reviewed.verdict = Verdict::Patched;
             reviewed.patterns = evaluation.patterns().to_vec();

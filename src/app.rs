@@ -126,8 +126,10 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         store,
         metrics,
         max_body: args.max_body,
+        limits: args.limits(),
         synced,
         stopping: Default::default(),
+        review: crate::admission::review,
     });
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)

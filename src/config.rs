@@ -3,9 +3,9 @@
 
 use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, builder::TypedValueParser as _};
 
-use crate::annotations::DEFAULT_PREFIX;
+use crate::{annotations::DEFAULT_PREFIX, server::limits::Limits};
 
 /// tandem: one annotation, and the pod gets its log shipper, metrics adapter, ambassador or
 /// git clone, done right.
@@ -102,6 +102,39 @@ pub struct ServeArgs {
     /// Then: how long in-flight reviews get to finish.
     #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Webhook connections open at once. Beyond it, a new connection takes the place of
+    /// one still in its TLS handshake or idle (the one quiet longest); when every open one
+    /// has a request in flight, the new one is closed.
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_connections: usize,
+
+    /// How long a client may take over the TLS handshake.
+    #[arg(long, env = "TANDEM_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub tls_handshake_timeout: Duration,
+
+    /// HTTP/1.1: how long a request head may take from its first byte.
+    #[arg(long, env = "TANDEM_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub header_read_timeout: Duration,
+
+    /// How long a request body may take after its head (HTTP 408 after it).
+    #[arg(long, env = "TANDEM_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub body_read_timeout: Duration,
+
+    /// A connection with no request for this long is closed; keep it above the API
+    /// server's own idle timeout for webhook connections (90 s).
+    #[arg(long, env = "TANDEM_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+
+    /// HTTP/2 streams one connection may have open at once.
+    #[arg(long, env = "TANDEM_HTTP2_MAX_STREAMS", default_value_t = Limits::default().http2_max_streams, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_streams: u32,
+
+    /// Bytes of request bodies held at once over all connections; a body that finds no
+    /// room waits, within --body-read-timeout (then HTTP 503). At least --max-body per
+    /// connection thread is kept.
+    #[arg(long, env = "TANDEM_MAX_BODY_MEMORY", default_value_t = Limits::default().max_body_memory)]
+    pub max_body_memory: usize,
 
     /// Threads serving webhook connections, each connection on one of them for its whole
     /// life. Default: the CPUs the process may use (its cgroup CPU limit included).
@@ -314,6 +347,31 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|problem| format!("{text:?} {problem}; accepted: 0s, 500ms, 5s, 1m"))
 }
 
+/// A timeout: a positive duration.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!(
+            "{text:?} is zero; accepted: a positive duration such as 500ms, 10s, 2m"
+        )),
+        duration => Ok(duration),
+    }
+}
+
+impl ServeArgs {
+    /// The connection limits the flags set.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            handshake_timeout: self.tls_handshake_timeout,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            http2_max_streams: self.http2_max_streams,
+            max_body_memory: self.max_body_memory,
+        }
+    }
+}
+
 /// A lifetime or interval: whole numbers with `d`, `h`, `m`, `s` or `ms`, e.g. `2160h`,
 /// `90d`, `1h30m`, `500ms`; positive, at most 100 years.
 pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
@@ -398,6 +456,53 @@ mod tests {
             args.workers.is_none(),
             "workers default to the CPUs available"
         );
+        assert_eq!(args.limits(), Limits::default());
+    }
+
+    #[test]
+    fn limits_come_from_flags_and_timeouts_must_be_positive() {
+        let cli = Cli::try_parse_from([
+            "tandem",
+            "serve",
+            "--max-connections",
+            "10",
+            "--tls-handshake-timeout",
+            "2s",
+            "--header-read-timeout",
+            "500ms",
+            "--body-read-timeout",
+            "3s",
+            "--idle-timeout",
+            "2m",
+            "--http2-max-streams",
+            "8",
+            "--max-body-memory",
+            "1000000",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            args.limits(),
+            Limits {
+                max_connections: 10,
+                handshake_timeout: Duration::from_secs(2),
+                header_read_timeout: Duration::from_millis(500),
+                body_read_timeout: Duration::from_secs(3),
+                idle_timeout: Duration::from_secs(120),
+                http2_max_streams: 8,
+                max_body_memory: 1_000_000,
+            }
+        );
+        for (flag, value) in [
+            ("--header-read-timeout", "0s"),
+            ("--max-connections", "0"),
+            ("--http2-max-streams", "0"),
+        ] {
+            let error = Cli::try_parse_from(["tandem", "serve", flag, value]).unwrap_err();
+            assert!(error.to_string().contains(flag), "{error}");
+        }
     }
 
     #[test]

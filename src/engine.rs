@@ -81,10 +81,13 @@ pub fn evaluate(snapshot: &Snapshot, namespace: &str, pod: &Pod<'_>) -> Evaluati
     }
 }
 
-/// The JSON patch for an evaluated pod; `None` when denied or when there is nothing to add.
+/// The JSON patch for an evaluated pod (or pod template); `None` when denied, when there is
+/// nothing to add, or when it has no containers (so perhaps no `spec` to add into: the API
+/// server refuses such a pod itself, saying why).
 pub fn patch(pod: &Pod<'_>, evaluation: &Evaluation) -> Option<Vec<u8>> {
     let plan = &evaluation.outcome.plan;
-    (evaluation.outcome.denied.is_empty() && !plan.is_empty()).then(|| patch::render(pod, plan))
+    (evaluation.outcome.denied.is_empty() && !plan.is_empty() && !pod.spec.containers.is_empty())
+        .then(|| patch::render(pod, plan))
 }
 
 fn join(problems: &[Invalid]) -> String {

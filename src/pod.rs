@@ -109,6 +109,16 @@ impl<'a> Pod<'a> {
             .map(|c| &*c.name)
     }
 
+    /// Whether the API server could store this pod at all: it has a name (or a
+    /// generateName) and a container. One that cannot is not mutated: a patch would have
+    /// to create `metadata` or `spec` first, and the API server's own validation says
+    /// best what is missing.
+    pub fn is_storable(&self) -> bool {
+        let named = |name: &Option<Cow<'_, str>>| name.as_deref().is_some_and(|n| !n.is_empty());
+        (named(&self.metadata.name) || named(&self.metadata.generate_name))
+            && !self.spec.containers.is_empty()
+    }
+
     pub fn volume_names(&self) -> impl Iterator<Item = &str> {
         self.spec.volumes.iter().flatten().map(|v| &*v.name)
     }

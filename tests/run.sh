@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (Python packages
 # from PyPI, Debian packages if missing), then runs formatting and lint checks, every Rust
-# test (unit, integration, property, the benchmark in test mode), every Python test (the
-# oracle's own tests, the Helm chart), each program tandem injects run for real in the pod
-# tandem makes (tests/podrunner, tests/ambassador, tests/programs), the suite judged by a
-# real Kubernetes control plane, and the chart's dashboard and alerts judged by a real
-# Prometheus. The programs, the control plane and Prometheus are built from sources and
-# cached outside the clone (tests/programs/build.sh, tests/controlplane/build.sh,
-# tests/prometheus/build.sh; $TANDEM_CACHE, default ~/.cache/tandem).
+# test (unit, integration, property, the benchmark in test mode, the fuzz corpora replayed
+# through the oracle), a short run of every fuzz target (nightly; cargo-fuzz is installed if
+# missing), every Python test (the oracle's own tests, the Helm chart), each program tandem
+# injects run for real in the pod tandem makes (tests/podrunner, tests/ambassador,
+# tests/programs), the suite judged by a real Kubernetes control plane, and the chart's
+# dashboard and alerts judged by a real Prometheus. The programs, the control plane and
+# Prometheus are built from sources and cached outside the clone (tests/programs/build.sh,
+# tests/controlplane/build.sh, tests/prometheus/build.sh; $TANDEM_CACHE, default
+# ~/.cache/tandem).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -42,6 +44,9 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --locked --all-targets
+
+step "fuzz: every target for 20 s from the committed corpus (bash fuzz/run.sh --seconds 20)"
+bash fuzz/run.sh --seconds 20
 
 step "programs tandem injects (tests/programs/build.sh; cached in \${TANDEM_CACHE:-~/.cache/tandem}/programs)"
 for program in $(bash tests/programs/build.sh --list | cut -d' ' -f1); do

@@ -8,11 +8,14 @@
 
 use std::{
     convert::Infallible,
+    future::Future,
+    pin::pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Instant,
+    task::Poll,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -25,29 +28,61 @@ use axum::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, body::Incoming};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, SemaphorePermit, watch};
 
-use crate::{admission, policy::source::store::Store, telemetry::Metrics};
+use super::limits::Limits;
+use crate::{
+    admission,
+    policy::{snapshot::Snapshot, source::store::Store},
+    telemetry::Metrics,
+};
 
 /// What the webhook answers with: a body in one piece.
 pub type Answer = hyper::Response<Full<Bytes>>;
+
+/// What answers one review body under a policy snapshot: [`admission::review`]. A field
+/// of [`AppState`] so that a test can put in one that fails, to prove what the handler
+/// does with a review that panics (tests/panic_net.rs); no review tandem knows of panics.
+pub type Review = fn(&[u8], &Snapshot) -> Result<admission::Reviewed, admission::BadReview>;
 
 /// What the handlers share.
 pub struct AppState {
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub max_body: usize,
+    /// What one client may take (timeouts, connections, body memory).
+    pub limits: Limits,
     /// True once the API server's policies and namespaces are synced (always true without
     /// `--kube`).
     pub synced: watch::Receiver<bool>,
     /// Set on SIGTERM: readiness goes false while reviews are still answered.
     pub stopping: AtomicBool,
+    /// [`admission::review`].
+    pub review: Review,
 }
 
 /// A connection thread's own handle to the [`AppState`]. Every request holds one while it
 /// runs; with one handle per thread, that reference count stays in the thread's own cache
 /// instead of moving between cores on every request.
-pub struct ThreadState(pub Arc<AppState>);
+pub struct ThreadState {
+    pub app: Arc<AppState>,
+    /// This thread's share of `--max-body-memory`, in KiB: taken as body bytes arrive,
+    /// given back when the review is answered. Per thread, so that taking it is an
+    /// uncontended atomic operation.
+    bodies: Semaphore,
+}
+
+impl ThreadState {
+    /// The state of one of `threads` connection threads.
+    pub fn new(app: Arc<AppState>, threads: usize) -> ThreadState {
+        let share = (app.limits.max_body_memory / threads.max(1)).max(app.max_body);
+        let kib = share.div_ceil(1024).min(Semaphore::MAX_PERMITS);
+        ThreadState {
+            app,
+            bodies: Semaphore::new(kib),
+        }
+    }
+}
 
 impl AppState {
     pub fn ready(&self) -> bool {
@@ -68,7 +103,7 @@ pub async fn webhook(
         )
     } else if request.method() != hyper::Method::POST {
         let mut answer = reject(
-            &state.0,
+            &state.app,
             StatusCode::METHOD_NOT_ALLOWED,
             "only POST is accepted on /mutate",
         );
@@ -77,7 +112,7 @@ pub async fn webhook(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         answer
     } else {
-        mutate(&state.0, request).await
+        mutate(&state, request).await
     })
 }
 
@@ -116,7 +151,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn mutate(state: &AppState, request: Request<Incoming>) -> Answer {
+async fn mutate(thread: &ThreadState, request: Request<Incoming>) -> Answer {
+    let state = &*thread.app;
     let started = Instant::now();
     let (parts, body) = request.into_parts();
 
@@ -141,15 +177,31 @@ async fn mutate(state: &AppState, request: Request<Incoming>) -> Answer {
     if declared.is_some_and(|length| length > state.max_body.saturating_mul(DISCARD_UP_TO)) {
         return too_large(state);
     }
-    let body = match read_body(body, state.max_body).await {
-        Ok(body) => body,
-        Err(ReadError::TooLarge) => return too_large(state),
-        Err(ReadError::Failed(error)) => {
+    let waiting = AtomicBool::new(false);
+    let read = read_body(body, state.max_body, &thread.bodies, &waiting);
+    let (body, _room) = match within(state.limits.body_read_timeout, read).await {
+        Some(Ok(body)) => body,
+        Some(Err(ReadError::TooLarge)) => return too_large(state),
+        Some(Err(ReadError::Failed(error))) => {
             return reject(
                 state,
                 StatusCode::BAD_REQUEST,
                 &format!("reading the body failed: {error}"),
             );
+        }
+        None if waiting.load(Ordering::Relaxed) => {
+            let message = format!(
+                "tandem is holding --max-body-memory ({} bytes) of request bodies and had no room for this one within --body-read-timeout ({:?}); accepted: the same review again",
+                state.limits.max_body_memory, state.limits.body_read_timeout
+            );
+            return reject(state, StatusCode::SERVICE_UNAVAILABLE, &message);
+        }
+        None => {
+            let message = format!(
+                "the body did not arrive within --body-read-timeout ({:?}); accepted: a whole body within that time",
+                state.limits.body_read_timeout
+            );
+            return reject(state, StatusCode::REQUEST_TIMEOUT, &message);
         }
     };
 
@@ -158,14 +210,16 @@ async fn mutate(state: &AppState, request: Request<Incoming>) -> Answer {
     // reset. The review is plain synchronous code, so a panic can be caught here and
     // answered like any other failure.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        admission::review(&body, &snapshot)
+        (state.review)(&body, &snapshot)
     }));
     let Ok(outcome) = outcome else {
-        return reject(
-            state,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "tandem failed on this review (a bug: the log has the panic); the API server applies the webhook's failurePolicy",
+        state.metrics.faults.panicked();
+        let uid = admission::uid(&body).unwrap_or_default();
+        tracing::error!(%uid, "a review panicked (the panic message is above)");
+        let message = format!(
+            "tandem failed on review {uid:?} (a bug: the log has the panic); the API server applies the webhook's failurePolicy"
         );
+        return reject(state, StatusCode::INTERNAL_SERVER_ERROR, &message);
     };
     match outcome {
         Ok(reviewed) => {
@@ -204,10 +258,28 @@ enum ReadError {
     Failed(hyper::Error),
 }
 
-/// The whole body, if it is at most `max` bytes.
-async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, ReadError> {
+/// `future`'s output, or `None` if it takes longer than `limit`. Most bodies arrive with
+/// their head: the first poll finishes those, and no timer is set for them.
+async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => tokio::time::timeout(limit, future).await.ok(),
+    }
+}
+
+/// The whole body, if it is at most `max` bytes, and the room it takes in `bodies` (KiB),
+/// held until the answer is written. `waiting` is set while there is no room.
+async fn read_body<'a>(
+    mut body: Incoming,
+    max: usize,
+    bodies: &'a Semaphore,
+    waiting: &AtomicBool,
+) -> Result<(Bytes, Option<SemaphorePermit<'a>>), ReadError> {
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut length = 0usize;
+    let mut room: Option<SemaphorePermit<'a>> = None;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(ReadError::Failed)?.into_data() else {
             continue; // trailers
@@ -217,16 +289,39 @@ async fn read_body(mut body: Incoming, max: usize) -> Result<Bytes, ReadError> {
             return Err(ReadError::TooLarge);
         }
         if length <= max {
+            let held = room.as_ref().map_or(0, |r| r.num_permits());
+            // Beyond u32 KiB (4 TiB), no room will do: the wait ends at the timeout.
+            let needed =
+                u32::try_from(length.div_ceil(1024).saturating_sub(held)).unwrap_or(u32::MAX);
+            if needed > 0 {
+                let more = match bodies.try_acquire_many(needed) {
+                    Ok(more) => more,
+                    Err(_) => {
+                        waiting.store(true, Ordering::Relaxed);
+                        let more = bodies
+                            .acquire_many(needed)
+                            .await
+                            .expect("the semaphore is never closed");
+                        waiting.store(false, Ordering::Relaxed);
+                        more
+                    }
+                };
+                match &mut room {
+                    Some(room) => room.merge(more),
+                    None => room = Some(more),
+                }
+            }
             chunks.push(data);
         }
     }
     if length > max {
         return Err(ReadError::TooLarge);
     }
-    Ok(match chunks.len() {
+    let body = match chunks.len() {
         1 => chunks.pop().unwrap_or_default(),
         _ => chunks.concat().into(),
-    })
+    };
+    Ok((body, room))
 }
 
 fn too_large(state: &AppState) -> Answer {

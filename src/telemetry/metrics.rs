@@ -1,5 +1,5 @@
-//! The server's Prometheus metrics: what reviews, policy reloads and certificate reloads
-//! count, registered once and encoded for `/metrics`.
+//! The server's Prometheus metrics: what reviews, policy reloads, certificate reloads and
+//! faults (`faults`) count, registered once and encoded for `/metrics`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,6 +35,7 @@ pub struct Metrics {
     policy_namespaces_not_opted_in: Family<[(&'static str, String); 1], Gauge>,
     /// The policies `policy_namespaces_not_opted_in` has a series for.
     policy_names: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    pub faults: super::faults::Faults,
 }
 
 impl Metrics {
@@ -123,6 +124,7 @@ impl Metrics {
             "Namespaces without the <prefix>/inject=enabled label that a policy's defaults or enforce select, by policy (--kube)",
             policy_namespaces_not_opted_in.clone(),
         );
+        let faults = super::faults::Faults::register(&mut registry);
         Arc::new(Metrics {
             registry,
             reviews,
@@ -139,6 +141,7 @@ impl Metrics {
             namespaces_not_opted_in,
             policy_namespaces_not_opted_in,
             policy_names: Default::default(),
+            faults,
         })
     }
 

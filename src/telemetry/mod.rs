@@ -3,9 +3,11 @@
 //!
 //! Here: installing the log subscriber. The line formats are in `lines`, the per-thread
 //! buffers and the thread that writes them out in `batch`; the metrics in `metrics`, with
-//! the two every review counts sharded per thread in `reviews`.
+//! the two every review counts sharded per thread in `reviews`, and what clients and
+//! bugs cost (connections cut, review panics) in `faults`.
 
 mod batch;
+mod faults;
 mod lines;
 mod metrics;
 mod reviews;

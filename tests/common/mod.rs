@@ -5,7 +5,9 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod binary;
+pub mod load;
 pub mod oracle;
+pub mod volume;
 
 use std::{
     net::SocketAddr,
@@ -21,7 +23,8 @@ use tandem::{
     policy::{InjectionPolicy, source::store::Store},
     server::{
         Server, Shutdown,
-        routes::AppState,
+        limits::Limits,
+        routes::{AppState, Review},
         tls::{self, Files, Reloading},
     },
     telemetry::Metrics,
@@ -53,6 +56,10 @@ pub struct Options {
     pub client_ca: Option<PathBuf>,
     /// Connection threads; two, so that connections are spread over more than one.
     pub workers: NonZeroUsize,
+    /// Timeouts and caps on connections.
+    pub limits: Limits,
+    /// What answers a review body (`admission::review`).
+    pub review: Review,
 }
 
 impl Default for Options {
@@ -68,6 +75,8 @@ impl Default for Options {
             certificate: None,
             client_ca: None,
             workers: NonZeroUsize::new(2).unwrap(),
+            limits: Limits::default(),
+            review: tandem::admission::review,
         }
     }
 }
@@ -135,8 +144,10 @@ impl TestServer {
             store: store.clone(),
             metrics: metrics.clone(),
             max_body: options.max_body,
+            limits: options.limits,
             synced,
             stopping: Default::default(),
+            review: options.review,
         });
         let localhost: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let server = Server::bind(localhost, localhost, config, state, options.workers)
