@@ -27,6 +27,9 @@ pub struct Metrics {
     pub policy_reloads: Family<[(&'static str, &'static str); 2], Counter>,
     pub policies: Gauge,
     pub tls_reloads: Family<Labels, Counter>,
+    /// Pods `tandem drift` would call stale, by workload kind (`drift::metric`).
+    pub stale_pods: Family<Labels, Gauge>,
+    pub drift_scans: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -78,6 +81,18 @@ impl Metrics {
             "Certificate reloads, by result (ok, error)",
             tls_reloads.clone(),
         );
+        let stale_pods = Family::default();
+        registry.register(
+            "stale_pods",
+            "Injected pods whose injected containers differ from what today's policies inject, by owning workload kind (as tandem drift counts them)",
+            stale_pods.clone(),
+        );
+        let drift_scans = Family::default();
+        registry.register(
+            "drift_scans",
+            "Counts of stale pods, by result (ok, error)",
+            drift_scans.clone(),
+        );
         Arc::new(Metrics {
             registry,
             reviews,
@@ -88,6 +103,8 @@ impl Metrics {
             policy_reloads,
             policies,
             tls_reloads,
+            stale_pods,
+            drift_scans,
         })
     }
 
