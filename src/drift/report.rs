@@ -213,8 +213,9 @@ impl Report {
         if s.terminating > 0 || s.finished > 0 {
             let _ = writeln!(
                 out,
-                "not checked: {} pods being deleted, {} finished",
-                s.terminating, s.finished
+                "not checked: {} being deleted, {} finished",
+                pods(s.terminating),
+                pods(s.finished)
             );
         }
         for note in &self.notes {
@@ -222,4 +223,9 @@ impl Report {
         }
         out
     }
+}
+
+/// `1 pod`, `2 pods`.
+fn pods(n: usize) -> String {
+    format!("{n} pod{}", if n == 1 { "" } else { "s" })
 }
