@@ -4,15 +4,18 @@
 # test (unit, integration, property, the benchmark in test mode), every Python test (the
 # oracle's own tests, the Helm chart, the ambassador's Envoy configuration), and the suite
 # judged by a real Kubernetes control plane, built from the Go module proxy and cached
-# outside the clone (tests/controlplane/build.sh; $TANDEM_CACHE, default ~/.cache/tandem).
+# outside the clone (tests/controlplane/build.sh; $TANDEM_CACHE, default ~/.cache/tandem),
+# and the image the chart deploys, built (image/build.sh: the release binary, buildah) and
+# run from its exported root filesystem. Each step prints the seconds since the start.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 
 step "Debian packages"
 missing=()
-for tool in openssl curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+# buildah builds the image, podman loads and exports it (tests/image).
+for tool in openssl curl buildah podman; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 if ((${#missing[@]})); then
@@ -42,4 +45,13 @@ bash tests/controlplane/build.sh
 step "pytest: through the real API server (loopback only)"
 unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cacheprovider tests/cluster'
 
-printf '\nall tests passed\n'
+# The release build is the image's binary (fat LTO: minutes the first time, a no-op when
+# nothing changed); built here, with the network, so that the test's own image build
+# finds it fresh.
+step "the image's binary: cargo build --release"
+cargo build --release --locked --bin tandem
+
+step "pytest: the image, built and run from its exported root filesystem (loopback only)"
+unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cacheprovider tests/image'
+
+printf '\nall tests passed in %ss\n' "$SECONDS"
