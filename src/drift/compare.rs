@@ -9,7 +9,8 @@
 //! `apiVersion`, requests copied from limits) and quantities in any notation (`0.5` is
 //! `500m`). Resources the pod carries beyond those tandem sets (a LimitRange's defaults)
 //! and mounts of volumes that are not tandem's (the service account token the API server
-//! mounts into every container) are not compared.
+//! mounts into every container) are not compared, nor the app containers another webhook
+//! added after the pod was created (tandem mounts its volumes into them on reinvocation).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -125,8 +126,11 @@ impl Injected {
                 injected.volumes.insert(volume.name.clone(), volume.clone());
             }
         }
+        // Only the app containers the pod was created with: one another webhook added
+        // later gets tandem's mounts on reinvocation, and today's plan for the pod as it
+        // was created cannot know it.
         for container in &pod.containers {
-            if injected.containers.contains_key(&container.name) {
+            if !basis.containers.contains(&container.name) {
                 continue;
             }
             let mounts: Vec<VolumeMount> = container

@@ -22,6 +22,8 @@ pub mod command;
 pub mod compare;
 pub mod metric;
 pub mod report;
+#[cfg(test)]
+mod tests;
 
 use serde::Serialize;
 

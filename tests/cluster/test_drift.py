@@ -232,6 +232,9 @@ def test_drift_lists_the_pods_made_before_a_policy_change_and_restart_replaces_t
         code, rep = report(cluster, tandem_bin, namespace, "--restart", "--dry-run")
         actions = {w["name"]: w["restart"]["action"] for w in rep["workloads"]}
         assert actions == {"web": "would-restart", "db": "would-restart", "batch": "skipped", "lonely": "skipped"}, rep
+        code, table = drift(cluster, tandem_bin, "-n", namespace, "--restart", "--dry-run")
+        print(f"\n$ tandem drift -n {namespace} --restart --dry-run\n{table}")
+        assert table.count("would restart (dry run") == 2 and table.count("not restarted: ") == 2
         restarted_at = "kubectl.kubernetes.io/restartedAt"
         assert restarted_at not in (cluster.get("deployment", "web", "-n", namespace)["spec"]["template"]["metadata"].get("annotations") or {})
 
@@ -256,6 +259,8 @@ def test_drift_lists_the_pods_made_before_a_policy_change_and_restart_replaces_t
             return len(current) == 4 and all(shipper_image(p) == NEW for p in current)
         eventually(replaced, timeout=120, what="web and db replaced by pods with the new image")
 
+        code, table = drift(cluster, tandem_bin, "-n", namespace)
+        print(f"\n$ tandem drift -n {namespace}    # after the restarts\n{table}")
         code, rep = report(cluster, tandem_bin, namespace)
         assert code == 1, "the bare pod and the Job's pod are never restarted"
         assert sorted(stale_pods(rep).values()) == ["Job/batch", "Pod/lonely"]
