@@ -47,9 +47,12 @@ unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cac
 
 # The release build is the image's binary (fat LTO: minutes the first time, a no-op when
 # nothing changed); built here, with the network, so that the test's own image build
-# finds it fresh.
-step "the image's binary: cargo build --release"
-cargo build --release --locked --bin tandem
+# finds it fresh. TANDEM_IMAGE_PROFILE=debug builds the image around the debug binary
+# instead (same libraries, same image config; seconds instead of minutes).
+if [[ ${TANDEM_IMAGE_PROFILE:-release} == release ]]; then
+  step "the image's binary: cargo build --release"
+  cargo build --release --locked --bin tandem
+fi
 
 step "pytest: the image, built and run from its exported root filesystem (loopback only)"
 unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cacheprovider tests/image'
