@@ -211,6 +211,8 @@ def test_drift_lists_the_pods_made_before_a_policy_change_and_restart_replaces_t
             ("Deployment", "web", 2), ("Job", "batch", 1), ("Pod", "lonely", 1), ("StatefulSet", "db", 2)]
         assert rep["summary"]["checked"] == len(before) + 1 and rep["summary"]["stale"] == len(expected)
 
+        print(f"\n$ tandem drift -n {namespace} -o json    # the first workload, and the summary\n"
+              + json.dumps({"workloads": rep["workloads"][:1], "summary": rep["summary"]}, indent=2, ensure_ascii=False))
         code, table = drift(cluster, tandem_bin, "-n", namespace)
         print(f"\n$ tandem drift -n {namespace}\n{table}")
         assert code == 1
