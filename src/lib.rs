@@ -25,6 +25,7 @@
 //! - [`drift`]: pods that carry what older policies injected (`tandem drift`, and the
 //!   server's stale-pod count).
 //! - [`telemetry`]: log lines (batched per thread) and Prometheus metrics.
+//! - [`tls_manager`]: `tls.mode: auto`, tandem's own CA and the caBundle kept in step.
 
 #![forbid(unsafe_code)]
 
@@ -44,4 +45,5 @@ pub mod pod;
 pub mod policy;
 pub mod server;
 pub mod telemetry;
+pub mod tls_manager;
 pub mod watch;

@@ -30,6 +30,8 @@ pub struct Metrics {
     /// Pods `tandem drift` would call stale, by workload kind (`drift::metric`).
     pub stale_pods: Family<Labels, Gauge>,
     pub drift_scans: Family<Labels, Counter>,
+    /// The served certificate's notAfter, Unix seconds.
+    pub tls_expiry: Gauge,
 }
 
 impl Metrics {
@@ -93,6 +95,12 @@ impl Metrics {
             "Counts of stale pods, by result (ok, error)",
             drift_scans.clone(),
         );
+        let tls_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the served certificate expires (its notAfter), in Unix seconds",
+            tls_expiry.clone(),
+        );
         Arc::new(Metrics {
             registry,
             reviews,
@@ -105,6 +113,7 @@ impl Metrics {
             tls_reloads,
             stale_pods,
             drift_scans,
+            tls_expiry,
         })
     }
 
@@ -144,6 +153,11 @@ impl Metrics {
     }
 
     /// The exposition text.
+    /// The certificate served now ends at `not_after` (Unix seconds).
+    pub fn tls_certificate(&self, not_after: i64) {
+        self.tls_expiry.set(not_after);
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");

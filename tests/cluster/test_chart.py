@@ -22,7 +22,8 @@ POLICY_FILES = sorted((ROOT / "policies").glob("*.yaml")) + sorted((ROOT / "poli
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIUEXAMPLE\n-----END CERTIFICATE-----\n"
 MODES = {
-    "helm": {},
+    "auto": {},
+    "helm": {"tls": {"mode": "helm"}},
     "secret": {"tls": {"mode": "secret", "secret": {"name": "my-tls", "caBundle": CA}}},
 }
 
