@@ -2,24 +2,35 @@
 # The whole test suite, on a fresh machine: installs what the tests need (Python packages
 # from PyPI, Debian packages if missing), then runs formatting and lint checks, every Rust
 # test (unit, integration, property, the benchmark in test mode), every Python test (the
-# oracle's own tests, the Helm chart, the ambassador's Envoy configuration), and the suite
-# judged by a real Kubernetes control plane, built from the Go module proxy and cached
-# outside the clone (tests/controlplane/build.sh; $TANDEM_CACHE, default ~/.cache/tandem),
-# and the image the chart deploys, built (image/build.sh: the release binary, buildah) and
-# run from its exported root filesystem. Each step prints the seconds since the start.
+# oracle's own tests, the Helm chart), each program tandem injects run for real in the pod
+# tandem makes (tests/podrunner, tests/ambassador, tests/programs), the suite judged by a
+# real Kubernetes control plane, and the image the chart deploys, built (image/build.sh: the
+# release binary, buildah) and run from its exported root filesystem. The programs and the
+# control plane are built from sources and cached outside the clone (tests/programs/build.sh,
+# tests/controlplane/build.sh; $TANDEM_CACHE, default ~/.cache/tandem). Each step prints the
+# seconds since the start.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 
 step "Debian packages"
-missing=()
+# Tools; the apps the injected programs sit beside (tests/programs); Fluent Bit's build.
 # buildah builds the image, podman loads and exports it (tests/image).
-for tool in openssl curl buildah podman; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-command -v ip >/dev/null || missing+=(iproute2)
-command -v unshare >/dev/null || missing+=(util-linux)
+packages=(openssl curl iproute2 util-linux git openssh-client openssh-server redis-server nginx postgresql
+  mariadb-server cmake make gcc g++ flex bison libyaml-dev libssl-dev libsqlite3-dev buildah podman)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
 if ((${#missing[@]})); then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+  # The daemons are started by the tests, in pods, not by the package scripts.
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 step "Python packages (tests/requirements.txt)"
@@ -34,8 +45,17 @@ cargo clippy --locked --all-targets -- -D warnings
 step "cargo test"
 cargo test --locked --all-targets
 
+step "programs tandem injects (tests/programs/build.sh; cached in \${TANDEM_CACHE:-~/.cache/tandem}/programs)"
+for program in $(bash tests/programs/build.sh --list | cut -d' ' -f1); do
+  bash tests/programs/build.sh "$program" >/dev/null
+done
+
 step "pytest"
-python3 -m pytest -q tests/validate tests/chart tests/ambassador
+python3 -m pytest -q tests/validate tests/chart
+
+# Each pod has a network namespace of its own; the whole run is in one with only loopback too.
+step "pytest: the injected programs, run in the pods tandem makes (loopback only)"
+unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cacheprovider tests/podrunner tests/ambassador tests/programs'
 
 step "the control plane: etcd, kube-apiserver, kube-controller-manager, kubectl (built once, then cached)"
 bash tests/controlplane/build.sh

@@ -60,7 +60,7 @@ async fn server() -> TestServer {
 )]
 #[case::unknown_option(
     &[("tandem.dev/log-shipper", "true"), ("tandem.dev/log-shipper.paht", "/logs")],
-    "annotation tandem.dev/log-shipper.paht=\"/logs\" names no option of log-shipper; accepted: containers, path, profile"
+    "annotation tandem.dev/log-shipper.paht=\"/logs\" names no option of log-shipper; accepted: containers, path, profile, secret"
 )]
 #[case::missing_required(
     &[("tandem.dev/ambassador", "tcp"), ("tandem.dev/ambassador.port", "6380")],

@@ -171,6 +171,12 @@ fn http_listener(settings: &Settings<'_>, weighted: Vec<Value>) -> Value {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": "ambassador",
                 "codec_type": "AUTO",
+                // HTTP/1.0 clients too (nginx's proxy_pass speaks 1.0 unless told otherwise),
+                // which Envoy would answer 426 Upgrade Required.
+                "http_protocol_options": {
+                    "accept_http_10": true,
+                    "default_host_for_http_10": "localhost",
+                },
                 "route_config": {
                     "name": "ambassador",
                     "virtual_hosts": [{

@@ -3,8 +3,8 @@
 //! volumes and mounts.
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, SeccompProfile, SecurityContext, Volume,
-    VolumeMount,
+    Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, SeccompProfile, SecretEnvSource,
+    SecurityContext, Volume, VolumeMount,
 };
 
 use crate::policy::resolve::Resolved;
@@ -97,6 +97,17 @@ pub fn port(name: &str, number: u16) -> ContainerPort {
         name: Some(name.into()),
         container_port: i32::from(number),
         protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+/// Every key of the Secret as an environment variable (the Secret must exist).
+pub fn env_from_secret(secret: &str) -> EnvFromSource {
+    EnvFromSource {
+        secret_ref: Some(SecretEnvSource {
+            name: secret.to_string(),
+            optional: Some(false),
+        }),
         ..Default::default()
     }
 }

@@ -9,12 +9,14 @@
 //!   the first sync (startup probe); in classic mode a one-time clone runs first instead.
 //!
 //! git-sync runs as its image's user 65533 (known to `/etc/passwd`, which SSH needs) with
-//! a read-only root filesystem and an emptyDir at `/tmp` (its HOME).
+//! a read-only root filesystem and an emptyDir at `/tmp` (its HOME). Credentials come from
+//! the `secret`; a private git server's CA from the `ca` ConfigMap's `ca.crt`, which git
+//! trusts for https instead of the image's CA bundle.
 
 use k8s_openapi::{
     api::core::v1::{
-        Container, EnvVar, EnvVarSource, HTTPGetAction, Probe, SecretKeySelector,
-        SecretVolumeSource, Volume, VolumeMount,
+        ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Probe,
+        SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
     },
     apimachinery::pkg::util::intstr::IntOrString,
 };
@@ -32,6 +34,10 @@ pub const SYNC_CONTAINER: &str = "tandem-git-sync";
 pub const ROOT: &str = "/git";
 /// Where an ssh Secret is mounted: git-sync's default key and known_hosts location.
 pub const SECRET_DIR: &str = "/etc/git-secret";
+/// Where the `ca` ConfigMap is mounted; git reads `ca.crt` there (GIT_SSL_CAINFO).
+pub const CA_DIR: &str = "/etc/tandem/git-ca";
+/// The ConfigMap key holding the CA certificate(s), as in `kube-root-ca.crt`.
+pub const CA_KEY: &str = "ca.crt";
 /// git-sync's HTTP port in sync mode, for the startup probe.
 pub const HTTP_PORT: u16 = 8730;
 pub const HTTP_PORT_NAME: &str = "git-sync";
@@ -57,7 +63,7 @@ pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invali
         mounts.extend_from_slice(extra);
         mounts
     };
-    let secret_mounts: Vec<VolumeMount> = secret.mount.iter().cloned().collect();
+    let secret_mounts = secret.mounts.clone();
 
     let one_time = |builder: &mut Builder<'_>| {
         let name = builder.container_name(Pattern::GitClone.container_name());
@@ -102,22 +108,51 @@ pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invali
     }
     builder.add_volume(empty_dir(volume));
     builder.add_volume(empty_dir(tmp));
-    if let Some(volume) = secret.volume {
+    for volume in secret.volumes {
         builder.add_volume(volume);
     }
     Ok(())
 }
 
-/// How credentials reach git-sync: environment variables, or a mounted Secret.
+/// How credentials and trust reach git-sync: environment variables, arguments, and the
+/// Secret or ConfigMap volumes they name.
 #[derive(Clone, Default)]
 struct Credentials {
     env: Vec<EnvVar>,
     args: Vec<String>,
-    mount: Option<VolumeMount>,
-    volume: Option<Volume>,
+    mounts: Vec<VolumeMount>,
+    volumes: Vec<Volume>,
 }
 
 fn credentials(builder: &mut Builder<'_>, resolved: &Resolved) -> Credentials {
+    let mut credentials = secret_credentials(builder, resolved);
+    if let Some(config_map) = resolved.option("ca") {
+        let volume = builder.volume_name("tandem-git-ca");
+        credentials.env.push(EnvVar {
+            name: "GIT_SSL_CAINFO".into(),
+            value: Some(format!("{CA_DIR}/{CA_KEY}")),
+            ..Default::default()
+        });
+        credentials.mounts.push(mount(&volume, CA_DIR, true));
+        credentials.volumes.push(Volume {
+            name: volume,
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map.to_string(),
+                // Named, so a ConfigMap without the key stops the pod with a clear event.
+                items: Some(vec![KeyToPath {
+                    key: CA_KEY.into(),
+                    path: CA_KEY.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    credentials
+}
+
+fn secret_credentials(builder: &mut Builder<'_>, resolved: &Resolved) -> Credentials {
     let Some(secret) = resolved.option("secret") else {
         return Credentials::default();
     };
@@ -136,8 +171,8 @@ fn credentials(builder: &mut Builder<'_>, resolved: &Resolved) -> Credentials {
                 "--ssh-known-hosts=true".into(),
                 format!("--ssh-known-hosts-file={SECRET_DIR}/known_hosts"),
             ],
-            mount: Some(mount(&volume, SECRET_DIR, true)),
-            volume: Some(Volume {
+            mounts: vec![mount(&volume, SECRET_DIR, true)],
+            volumes: vec![Volume {
                 name: volume,
                 secret: Some(SecretVolumeSource {
                     secret_name: Some(secret.to_string()),
@@ -148,7 +183,7 @@ fn credentials(builder: &mut Builder<'_>, resolved: &Resolved) -> Credentials {
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
+            }],
         }
     } else {
         let from_secret = |name: &str, key: &str| EnvVar {

@@ -2,7 +2,7 @@
 //! serves them to Prometheus on a port named `metrics`, plus the usual `prometheus.io/*`
 //! scrape annotations (never overwriting ones the pod has).
 
-use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, EnvFromSource, SecretEnvSource, Volume};
+use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, Volume};
 
 use crate::{
     annotations::{PROMETHEUS_PATH, PROMETHEUS_PORT, PROMETHEUS_SCRAPE},
@@ -11,7 +11,7 @@ use crate::{
     policy::resolve::Resolved,
 };
 
-use super::{Builder, container::fill, mount, port, render};
+use super::{Builder, container::fill, env_from_secret, mount, port, render};
 
 /// The port name Prometheus' service monitors and users look for.
 pub const PORT_NAME: &str = "metrics";
@@ -29,13 +29,7 @@ pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invali
     if let Some(secret) = resolved.option("secret") {
         // The exporters read credentials from well-known variables (REDIS_PASSWORD,
         // DATA_SOURCE_PASS, MYSQLD_EXPORTER_PASSWORD): the Secret's keys become them.
-        exporter.env_from = Some(vec![EnvFromSource {
-            secret_ref: Some(SecretEnvSource {
-                name: secret.to_string(),
-                optional: Some(false),
-            }),
-            ..Default::default()
-        }]);
+        exporter.env_from = Some(vec![env_from_secret(secret)]);
     }
     if let Some(config) = resolved.option("config") {
         // Exporters configured by a file (json) read it from /etc/tandem/<configmap>.

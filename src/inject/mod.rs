@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Volume, VolumeMount};
 
 pub(crate) use builder::Builder;
-pub use container::{DEFAULT_USER, empty_dir, mount, port, render, restricted};
+pub use container::{DEFAULT_USER, empty_dir, env_from_secret, mount, port, render, restricted};
 
 use crate::{
     invalid::Invalid,

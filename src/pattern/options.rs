@@ -56,6 +56,12 @@ pub(super) static LOG_SHIPPER: &[OptionSpec] = &[
         None,
         "the app containers that get the log directory (default: all)",
     ),
+    opt(
+        "secret",
+        Kind::SecretName,
+        None,
+        "a Secret whose keys become the shipper's environment (credentials, such as S3 keys)",
+    ),
 ];
 
 pub(super) static METRICS_ADAPTER: &[OptionSpec] = &[
@@ -181,6 +187,12 @@ pub(super) static GIT_CLONE: &[OptionSpec] = &[
         Kind::SecretName,
         None,
         "a Secret with ssh (key ssh, known_hosts) or basic (username, password) credentials",
+    ),
+    opt(
+        "ca",
+        Kind::ConfigMapName,
+        None,
+        "a ConfigMap whose ca.crt is the CA https clones trust (a private git server's)",
     ),
     opt(
         "auth",

@@ -215,8 +215,11 @@ def probe_pod() -> dict:
 
 
 def make_namespace(cluster: ControlPlane, *, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> str:
+    """A new namespace, once the controller-manager has made its `default` ServiceAccount
+    (until then the API server's ServiceAccount admission refuses every pod there)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}}})
+    cluster.wait_for_default_serviceaccount(name)
     return name
 
 

@@ -155,6 +155,12 @@ SCENARIOS = {
         "tandem.dev/log-shipper.path": "/app/logs",
         "tandem.dev/log-shipper.containers": "web",
         "tandem.dev/log-shipper.host": "loki.monitoring.svc"}),
+    # Logs to an S3-compatible store (MinIO), with its keys from a Secret.
+    "log-shipper-s3": lambda: review("log-shipper-s3", "shop", "shop", [web()], annotations={
+        "tandem.dev/log-shipper": "fluent-bit-s3",
+        "tandem.dev/log-shipper.endpoint": "http://minio.storage.svc:9000",
+        "tandem.dev/log-shipper.bucket": "shop-logs",
+        "tandem.dev/log-shipper.secret": "minio-keys"}),
     "metrics-adapter-redis": lambda: review("metrics-adapter-redis", "cache", "redis", [
         container("redis", "redis:7.4", ports=[("redis", 6379)])], annotations={
         "tandem.dev/metrics-adapter": "redis",
@@ -197,6 +203,7 @@ SCENARIOS = {
     "git-clone-basic": lambda: review("git-clone-basic", "web", "docs", [nginx()], annotations={
         "tandem.dev/git-clone": "https://gitlab.example.com/team/docs.git",
         "tandem.dev/git-clone.secret": "gitlab-token",
+        "tandem.dev/git-clone.ca": "gitlab-ca",
         "tandem.dev/git-clone.depth": "0",
         "tandem.dev/git-clone.path": "/usr/share/nginx/html"}),
     # A Job: native sidecars let it complete; the shipper flushes after the app exits.
