@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => policy_check(&path),
         Command::Certs(args) => write_certs(&args),
         Command::Crd => print_crd(),
+        Command::Drift(args) => crate::drift::command::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -82,13 +83,22 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("connecting to the API server (--kube)")?;
+        let drift = (!args.drift_interval.is_zero()).then(|| {
+            AbortOnDrop(tokio::spawn(crate::drift::metric::run(
+                client.clone(),
+                store.clone(),
+                metrics.clone(),
+                synced.clone(),
+                args.drift_interval,
+            )))
+        });
         let task = tokio::spawn(policy::source::kube::run(
             client,
             store.clone(),
             synced_tx,
             metrics.clone(),
         ));
-        Some(AbortOnDrop(task))
+        Some((AbortOnDrop(task), drift))
     } else {
         None
     };

@@ -37,6 +37,9 @@ pub enum Command {
     Certs(CertsArgs),
     /// Print the InjectionPolicy CustomResourceDefinition.
     Crd,
+    /// List pods whose injected containers differ from what today's policies inject, by
+    /// owning workload; exit 1 if any. `--restart` restarts their workloads.
+    Drift(DriftArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +144,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TANDEM_WORKERS")]
     pub workers: Option<NonZeroUsize>,
 
+    /// With --kube: how often stale pods are counted for the `tandem_stale_pods` metric
+    /// (as `tandem drift` counts them), when the service account may list pods; `0s`: never.
+    #[arg(long, env = "TANDEM_DRIFT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub drift_interval: Duration,
     #[command(flatten)]
     pub tls_auto: TlsAutoArgs,
 }
@@ -295,6 +302,41 @@ pub struct PolicyArgs {
 
     #[arg(long, default_value = DEFAULT_PREFIX, value_parser = parse_prefix)]
     pub annotation_prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// The kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster
+    /// service account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+
+    /// Only pods in this namespace (default: all namespaces).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Restart the Deployments, StatefulSets and DaemonSets that have stale pods, as
+    /// `kubectl rollout restart` does (never bare pods or Jobs).
+    #[arg(long)]
+    pub restart: bool,
+
+    /// With --restart: send each restart as a server-side dry run; nothing changes.
+    #[arg(long, requires = "restart")]
+    pub dry_run: bool,
+
+    /// With --restart: restart at most this many workloads in one run.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_restarts: u32,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -457,6 +499,7 @@ mod tests {
             "workers default to the CPUs available"
         );
         assert_eq!(args.limits(), Limits::default());
+        assert_eq!(args.drift_interval, Duration::from_secs(300));
     }
 
     #[test]
@@ -515,6 +558,15 @@ mod tests {
         let error = Cli::try_parse_from(["tandem", "serve", "--workers", "0"]).unwrap_err();
         assert!(error.to_string().contains("--workers"), "{error}");
         assert!(error.to_string().contains("zero"), "{error}");
+    }
+
+    #[test]
+    fn drift_dry_run_needs_restart() {
+        let error = Cli::try_parse_from(["tandem", "drift", "--dry-run"]).unwrap_err();
+        assert!(error.to_string().contains("--restart"), "{error}");
+        let error = Cli::try_parse_from(["tandem", "drift", "--restart", "--max-restarts", "0"])
+            .unwrap_err();
+        assert!(error.to_string().contains("--max-restarts"), "{error}");
     }
 
     #[test]

@@ -22,6 +22,8 @@
 //!   volumes and mounts, with a shared plan builder and container parts.
 //! - [`patch`]: the plan as RFC 6902 operations; the only place JSON pointers are built.
 //! - [`offline`]: `inject` and `explain` over YAML files.
+//! - [`drift`]: pods that carry what older policies injected (`tandem drift`, and the
+//!   server's stale-pod count).
 //! - [`telemetry`]: log lines (batched per thread) and Prometheus metrics.
 //! - [`tls_manager`]: `tls.mode: auto`, tandem's own CA and the caBundle kept in step.
 
@@ -32,6 +34,7 @@ pub mod annotations;
 pub mod app;
 pub mod certs;
 pub mod config;
+pub mod drift;
 pub mod engine;
 pub mod inject;
 pub mod invalid;

@@ -5,20 +5,22 @@
 # through the oracle), a short run of every fuzz target (nightly; cargo-fuzz is installed if
 # missing), every Python test (the oracle's own tests, the Helm chart), each program tandem
 # injects run for real in the pod tandem makes (tests/podrunner, tests/ambassador,
-# tests/programs), the suite judged by a real Kubernetes control plane, and the chart's
-# dashboard and alerts judged by a real Prometheus. The programs, the control plane and
-# Prometheus are built from sources and cached outside the clone (tests/programs/build.sh,
-# tests/controlplane/build.sh, tests/prometheus/build.sh; $TANDEM_CACHE, default
-# ~/.cache/tandem).
+# tests/programs), the suite judged by a real Kubernetes control plane, the chart's
+# dashboard and alerts judged by a real Prometheus, and the image the chart deploys, built
+# (image/build.sh: the release binary, buildah) and run from its exported root filesystem.
+# The programs, the control plane and Prometheus are built from sources and cached outside
+# the clone (tests/programs/build.sh, tests/controlplane/build.sh, tests/prometheus/build.sh;
+# $TANDEM_CACHE, default ~/.cache/tandem). Each step prints the seconds since the start.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 
 step "Debian packages"
 # Tools; the apps the injected programs sit beside (tests/programs); Fluent Bit's build.
+# buildah builds the image, podman loads and exports it (tests/image).
 packages=(openssl curl iproute2 util-linux git openssh-client openssh-server redis-server nginx postgresql
-  mariadb-server cmake make gcc g++ flex bison libyaml-dev libssl-dev libsqlite3-dev)
+  mariadb-server cmake make gcc g++ flex bison libyaml-dev libssl-dev libsqlite3-dev buildah podman)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -71,4 +73,16 @@ bash tests/prometheus/build.sh
 step "pytest: through the real API server and a real Prometheus (loopback only)"
 unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cacheprovider tests/cluster tests/prometheus'
 
-printf '\nall tests passed\n'
+# The release build is the image's binary (fat LTO: minutes the first time, a no-op when
+# nothing changed); built here, with the network, so that the test's own image build
+# finds it fresh. TANDEM_IMAGE_PROFILE=debug builds the image around the debug binary
+# instead (same libraries, same image config; seconds instead of minutes).
+if [[ ${TANDEM_IMAGE_PROFILE:-release} == release ]]; then
+  step "the image's binary: cargo build --release"
+  cargo build --release --locked --bin tandem
+fi
+
+step "pytest: the image, built and run from its exported root filesystem (loopback only)"
+unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cacheprovider tests/image'
+
+printf '\nall tests passed in %ss\n' "$SECONDS"

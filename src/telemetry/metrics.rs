@@ -28,6 +28,9 @@ pub struct Metrics {
     policy_reload_ok: Family<Labels, Gauge>,
     pub policies: Gauge,
     pub tls_reloads: Family<Labels, Counter>,
+    /// Pods `tandem drift` would call stale, by workload kind (`drift::metric`).
+    pub stale_pods: Family<Labels, Gauge>,
+    pub drift_scans: Family<Labels, Counter>,
     /// The served certificate's notAfter, Unix seconds.
     pub tls_expiry: Gauge,
     ready: Gauge,
@@ -100,6 +103,18 @@ impl Metrics {
             "Certificate reloads, by result (ok, error)",
             tls_reloads.clone(),
         );
+        let stale_pods = Family::default();
+        registry.register(
+            "stale_pods",
+            "Injected pods whose injected containers differ from what today's policies inject, by owning workload kind (as tandem drift counts them)",
+            stale_pods.clone(),
+        );
+        let drift_scans = Family::default();
+        registry.register(
+            "drift_scans",
+            "Counts of stale pods, by result (ok, error)",
+            drift_scans.clone(),
+        );
         let tls_expiry = Gauge::default();
         registry.register(
             "tls_certificate_expiry_timestamp_seconds",
@@ -136,6 +151,8 @@ impl Metrics {
             policy_reload_ok,
             policies,
             tls_reloads,
+            stale_pods,
+            drift_scans,
             tls_expiry,
             ready,
             namespaces_not_opted_in,
