@@ -21,6 +21,7 @@ use crate::{
         tls::{self, Files, Reloading},
     },
     telemetry::{self, Metrics},
+    tls_manager::TlsManager,
 };
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -91,36 +92,34 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
-    let files = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Files {
-            cert: cert.clone(),
-            key: key.clone(),
-        },
-        _ => {
-            let written = certs::development(&args.dev_cert_dir).with_context(|| {
-                format!(
-                    "writing a development certificate to {}",
-                    args.dev_cert_dir.display()
-                )
-            })?;
-            tracing::warn!(
-                cert = %written.cert.display(),
-                ca = %written.ca_cert.display(),
-                "no --tls-cert given: serving a self-signed development certificate for localhost; \
-                 trust the CA file to call the webhook"
-            );
-            Files {
-                cert: written.cert,
-                key: written.key,
-            }
-        }
-    };
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-    let resolver = Reloading::new(files, provider).context("loading the TLS certificate")?;
-    let tls_config = tls::server_config(resolver.clone(), args.client_ca.as_deref())?;
-    let _tls_watch = tls::watch(resolver, metrics.clone())?;
+    let tls_auto = args
+        .tls_auto
+        .settings()
+        .map_err(|problem| anyhow::anyhow!("{problem}"))?;
+    let (tls_config, _tls_watch, tls_manager) = match tls_auto {
+        Some(settings) => {
+            let (served, manager) =
+                TlsManager::start(settings, provider.clone(), metrics.clone()).await?;
+            let config = tls::server_config_with(served, provider, args.client_ca.as_deref())?;
+            (config, None, Some(manager))
+        }
+        None => {
+            let files = tls_files(&args)?;
+            let resolver =
+                Reloading::new(files, provider).context("loading the TLS certificate")?;
+            let config = tls::server_config(resolver.clone(), args.client_ca.as_deref())?;
+            (config, Some(tls::watch(resolver, metrics.clone())?), None)
+        }
+    };
+    // Ready once the policies are synced and, with self-managed TLS, once the served
+    // certificate is one the webhook's caBundle trusts.
+    let synced = match &tls_manager {
+        Some(manager) => both(synced, manager.ready.clone()),
+        None => synced,
+    };
 
     let state = Arc::new(AppState {
         store,
@@ -150,9 +149,58 @@ async fn serve_async(args: ServeArgs) -> anyhow::Result<()> {
             },
         )
         .await;
+    if let Some(manager) = tls_manager {
+        manager.stop().await;
+    }
     Ok(())
 }
 
+/// The certificate files: --tls-cert and --tls-key, or a development pair.
+fn tls_files(args: &ServeArgs) -> anyhow::Result<Files> {
+    Ok(match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => {
+            let written = certs::development(&args.dev_cert_dir).with_context(|| {
+                format!(
+                    "writing a development certificate to {}",
+                    args.dev_cert_dir.display()
+                )
+            })?;
+            tracing::warn!(
+                cert = %written.cert.display(),
+                ca = %written.ca_cert.display(),
+                "no --tls-cert given: serving a self-signed development certificate for localhost; \
+                 trust the CA file to call the webhook"
+            );
+            Files {
+                cert: written.cert,
+                key: written.key,
+            }
+        }
+    })
+}
+
+/// A receiver that is true while both are (a closed one keeps its last value).
+fn both(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(*a.borrow() && *b.borrow());
+    tokio::spawn(async move {
+        let (mut a, mut b) = (a, b);
+        let (mut a_open, mut b_open) = (true, true);
+        while a_open || b_open {
+            tokio::select! {
+                changed = a.changed(), if a_open => a_open = changed.is_ok(),
+                changed = b.changed(), if b_open => b_open = changed.is_ok(),
+                () = tx.closed() => return,
+            }
+            let value = *a.borrow_and_update() && *b.borrow_and_update();
+            tx.send_replace(value);
+        }
+    });
+    rx
+}
 /// SIGTERM (what the kubelet sends) or Ctrl-C.
 async fn terminated() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

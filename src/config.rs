@@ -17,6 +17,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; serve's flags are most of it"
+)]
 pub enum Command {
     /// Serve the mutating admission webhook (HTTPS) and the metrics and health endpoints.
     Serve(ServeArgs),
@@ -103,6 +107,108 @@ pub struct ServeArgs {
     /// life. Default: the CPUs the process may use (its cgroup CPU limit included).
     #[arg(long, env = "TANDEM_WORKERS")]
     pub workers: Option<NonZeroUsize>,
+
+    #[command(flatten)]
+    pub tls_auto: TlsAutoArgs,
+}
+
+/// TLS managed by tandem itself (the chart's `tls.mode: auto`): a CA and a serving
+/// certificate kept in a Secret, the webhook configuration's caBundle kept in step by
+/// server-side apply, one replica writing (elected on a Lease). Instead of --tls-cert.
+#[derive(Debug, Args)]
+pub struct TlsAutoArgs {
+    /// The Secret holding the CA and the serving certificate (created if missing). Turns
+    /// self-managed TLS on; needs --tls-webhook and --tls-service.
+    #[arg(long, env = "TANDEM_TLS_SECRET", conflicts_with_all = ["tls_cert", "tls_key"], requires_all = ["tls_webhook", "tls_service"])]
+    pub tls_secret: Option<String>,
+
+    /// The MutatingWebhookConfiguration whose caBundle tandem keeps (in every entry that
+    /// calls this server).
+    #[arg(long, env = "TANDEM_TLS_WEBHOOK", requires = "tls_secret")]
+    pub tls_webhook: Option<String>,
+
+    /// The webhook's Service: the certificate is made for `<service>.<namespace>.svc` and
+    /// the Service's other DNS names.
+    #[arg(long, env = "TANDEM_TLS_SERVICE", requires = "tls_secret")]
+    pub tls_service: Option<String>,
+
+    /// The namespace of the Secret, the Service and the Lease. Default: the API client's
+    /// (the pod's own in a cluster).
+    #[arg(long, env = "TANDEM_TLS_NAMESPACE", requires = "tls_secret")]
+    pub tls_namespace: Option<String>,
+
+    /// More DNS names or IP addresses for the certificate, comma-separated: the host of a
+    /// webhook URL (`webhook.url`), a developer machine's name.
+    #[arg(long, env = "TANDEM_TLS_EXTRA_NAMES", value_delimiter = ',', requires = "tls_secret", value_parser = parse_san)]
+    pub tls_extra_names: Vec<String>,
+
+    /// Lifetime of the CA; a new one is made when a third of it is left.
+    #[arg(long, env = "TANDEM_TLS_CA_DURATION", default_value = "43800h", value_parser = parse_lifetime)]
+    pub tls_ca_duration: Duration,
+
+    /// Lifetime of the serving certificate; renewed when a third of it is left (and never
+    /// past the CA's end).
+    #[arg(long, env = "TANDEM_TLS_CERT_DURATION", default_value = "2160h", value_parser = parse_lifetime)]
+    pub tls_cert_duration: Duration,
+
+    /// How often the Secret and the caBundle are checked, and each replica reports what it
+    /// serves (a replica silent for three intervals is taken as gone).
+    #[arg(long, env = "TANDEM_TLS_CHECK_INTERVAL", default_value = "1m", value_parser = parse_lifetime)]
+    pub tls_check_interval: Duration,
+
+    /// How long a new CA is in the caBundle before a certificate it signs is served: the
+    /// time every API server gets to pick up the new bundle.
+    #[arg(long, env = "TANDEM_TLS_TRUST_DELAY", default_value = "10s", value_parser = parse_lifetime)]
+    pub tls_trust_delay: Duration,
+
+    /// The Lease of the leader election. Default: the Secret's name.
+    #[arg(long, env = "TANDEM_TLS_LEASE", requires = "tls_secret")]
+    pub tls_lease: Option<String>,
+
+    /// How long the leader's Lease lasts without renewal (whole seconds, at least 2): how
+    /// soon another replica takes over from one that died.
+    #[arg(long, env = "TANDEM_TLS_LEASE_DURATION", default_value = "15s", value_parser = parse_lifetime)]
+    pub tls_lease_duration: Duration,
+}
+
+impl TlsAutoArgs {
+    /// The settings of self-managed TLS, if --tls-secret turns it on.
+    pub fn settings(&self) -> Result<Option<crate::tls_manager::Settings>, String> {
+        let Some(secret) = self.tls_secret.clone() else {
+            return Ok(None);
+        };
+        let required = |value: &Option<String>, flag: &str| {
+            value
+                .clone()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("--tls-secret needs {flag}"))
+        };
+        if self.tls_cert_duration > self.tls_ca_duration {
+            return Err(format!(
+                "--tls-cert-duration ({:?}) is longer than --tls-ca-duration ({:?}); accepted: a certificate no longer-lived than its CA",
+                self.tls_cert_duration, self.tls_ca_duration
+            ));
+        }
+        if self.tls_lease_duration < Duration::from_secs(2) {
+            return Err(format!(
+                "--tls-lease-duration {:?} is too short; accepted: 2s or more",
+                self.tls_lease_duration
+            ));
+        }
+        Ok(Some(crate::tls_manager::Settings {
+            lease: self.tls_lease.clone().unwrap_or_else(|| secret.clone()),
+            secret,
+            webhook: required(&self.tls_webhook, "--tls-webhook")?,
+            service: required(&self.tls_service, "--tls-service")?,
+            namespace: self.tls_namespace.clone(),
+            extra_names: self.tls_extra_names.clone(),
+            ca_duration: self.tls_ca_duration,
+            cert_duration: self.tls_cert_duration,
+            check_interval: self.tls_check_interval,
+            trust_delay: self.tls_trust_delay,
+            lease_duration: self.tls_lease_duration,
+        }))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -208,6 +314,59 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|problem| format!("{text:?} {problem}; accepted: 0s, 500ms, 5s, 1m"))
 }
 
+/// A lifetime or interval: whole numbers with `d`, `h`, `m`, `s` or `ms`, e.g. `2160h`,
+/// `90d`, `1h30m`, `500ms`; positive, at most 100 years.
+pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration; accepted: 90d, 2160h, 1h30m, 10s, 500ms");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total = u32::try_from(number)
+            .ok()
+            .and_then(|n| unit.checked_mul(n))
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(bad)?;
+    }
+    if total.is_zero() {
+        return Err(format!("{text:?} is zero; accepted: a positive duration"));
+    }
+    if total > Duration::from_secs(100 * 365 * 86_400) {
+        return Err(format!("{text:?} is longer than 100 years"));
+    }
+    Ok(total)
+}
+
+/// A DNS name or an IP address for a certificate.
+fn parse_san(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(text.to_string());
+    }
+    crate::pattern::check_dns_subdomain(text)
+        .map(|()| text.to_string())
+        .map_err(|problem| {
+            format!(
+                "{text:?} {problem}; accepted: a DNS name such as dev.example.com or an IP address"
+            )
+        })
+}
+
 fn parse_prefix(text: &str) -> Result<String, String> {
     crate::pattern::check_dns_subdomain(text)
         .map(|()| text.to_string())
@@ -251,6 +410,89 @@ mod tests {
         let error = Cli::try_parse_from(["tandem", "serve", "--workers", "0"]).unwrap_err();
         assert!(error.to_string().contains("--workers"), "{error}");
         assert!(error.to_string().contains("zero"), "{error}");
+    }
+
+    #[test]
+    fn tls_auto_flags_make_settings() {
+        let cli = Cli::try_parse_from([
+            "tandem",
+            "serve",
+            "--tls-secret=tandem-tls",
+            "--tls-webhook=tandem",
+            "--tls-service=tandem",
+            "--tls-extra-names=127.0.0.1,dev.example.com",
+            "--tls-cert-duration=1h",
+            "--tls-ca-duration=90d",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let settings = args.tls_auto.settings().unwrap().unwrap();
+        assert_eq!(
+            settings.lease, "tandem-tls",
+            "the lease defaults to the Secret's name"
+        );
+        assert_eq!(settings.extra_names, ["127.0.0.1", "dev.example.com"]);
+        assert_eq!(settings.cert_duration, Duration::from_secs(3600));
+        assert_eq!(settings.ca_duration, Duration::from_secs(90 * 86_400));
+        assert_eq!(settings.check_interval, Duration::from_secs(60));
+        assert_eq!(settings.lease_duration, Duration::from_secs(15));
+
+        let none = Cli::try_parse_from(["tandem", "serve"]).unwrap();
+        let Command::Serve(args) = none.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.tls_auto.settings(), Ok(None));
+    }
+
+    #[test]
+    fn tls_auto_flags_are_checked() {
+        let base = [
+            "tandem",
+            "serve",
+            "--tls-secret=s",
+            "--tls-webhook=w",
+            "--tls-service=v",
+        ];
+        let error = Cli::try_parse_from(["tandem", "serve", "--tls-secret=s"]).unwrap_err();
+        assert!(error.to_string().contains("--tls-webhook"), "{error}");
+        let error = Cli::try_parse_from([&base[..], &["--tls-cert=a", "--tls-key=b"]].concat())
+            .unwrap_err();
+        assert!(error.to_string().contains("cannot be used with"), "{error}");
+        let error = Cli::try_parse_from([&base[..], &["--tls-extra-names=not a name"]].concat())
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("accepted: a DNS name"),
+            "{error}"
+        );
+        let error =
+            Cli::try_parse_from([&base[..], &["--tls-ca-duration=5x"]].concat()).unwrap_err();
+        assert!(error.to_string().contains("accepted: 90d"), "{error}");
+        let cli = Cli::try_parse_from(
+            [
+                &base[..],
+                &["--tls-ca-duration=1h", "--tls-cert-duration=2h"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let error = args.tls_auto.settings().unwrap_err();
+        assert!(error.contains("longer than --tls-ca-duration"), "{error}");
+    }
+
+    #[test]
+    fn lifetimes_parse() {
+        assert_eq!(parse_lifetime("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_lifetime("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_lifetime("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_lifetime("0s").unwrap_err().contains("zero"));
+        assert!(parse_lifetime("").is_err());
+        assert!(parse_lifetime("h").is_err());
+        assert!(parse_lifetime("99999d").unwrap_err().contains("100 years"));
     }
 
     #[test]

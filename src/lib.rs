@@ -23,6 +23,7 @@
 //! - [`patch`]: the plan as RFC 6902 operations; the only place JSON pointers are built.
 //! - [`offline`]: `inject` and `explain` over YAML files.
 //! - [`telemetry`]: log lines (batched per thread) and Prometheus metrics.
+//! - [`tls_manager`]: `tls.mode: auto`, tandem's own CA and the caBundle kept in step.
 
 #![forbid(unsafe_code)]
 
@@ -41,4 +42,5 @@ pub mod pod;
 pub mod policy;
 pub mod server;
 pub mod telemetry;
+pub mod tls_manager;
 pub mod watch;

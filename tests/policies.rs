@@ -573,3 +573,62 @@ fn invalid_policies_are_reported_with_the_field_and_what_is_accepted() {
         );
     }
 }
+
+/// The API server's reinvocation after a later webhook added a container: tandem adds
+/// nothing twice, and the new app container gets what each pattern gives every app
+/// container, on the volumes the first review added.
+#[rstest::rstest]
+#[case::log_shipper(&[("tandem.dev/log-shipper", "true")], &["/var/log/app"])]
+#[case::one_time_clone(&[("tandem.dev/git-clone", "https://github.com/example/site.git"), ("tandem.dev/git-clone.path", "/srv/site")], &["/srv/site"])]
+#[case::synced_clone_and_logs(&[
+    ("tandem.dev/git-clone", "https://github.com/example/site.git"),
+    ("tandem.dev/git-clone.sync", "30s"),
+    ("tandem.dev/log-shipper", "true"),
+    ("tandem.dev/log-shipper.path", "/logs"),
+    ("tandem.dev/metrics-adapter", "redis"),
+], &["/git", "/logs"])]
+fn reinvocation_covers_a_container_added_by_a_later_webhook(
+    #[case] annotations: &[(&str, &str)],
+    #[case] paths: &[&str],
+) {
+    let snap = snapshot(Vec::new(), None);
+    let (_, first) = mutate(&snap, "default", &pod(annotations));
+    let mut first = first.unwrap();
+    let names_before = container_names(&first);
+    let volumes_before = first["spec"]["volumes"].clone();
+    first["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "late", "image": "ghcr.io/example/late:1.0"}));
+
+    let (evaluation, second) = mutate(&snap, "default", &first);
+    assert!(evaluation.patterns().is_empty(), "nothing is added twice");
+    let second = second.unwrap();
+    assert_valid_pod(&second);
+    let mut names_after = names_before.clone();
+    names_after.push("late".into());
+    assert_eq!(container_names(&second), names_after);
+    assert_eq!(second["spec"]["volumes"], volumes_before);
+    let web = container(&second, "web");
+    let late = container(&second, "late");
+    for path in paths {
+        let mount_of = |c: &Value| {
+            c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["mountPath"] == *path)
+                .cloned()
+        };
+        assert_eq!(
+            mount_of(late),
+            mount_of(web),
+            "the late container mounts {path} as the first app container does"
+        );
+        assert!(mount_of(late).is_some(), "{path}");
+    }
+
+    // A third review of the now complete pod adds nothing.
+    let (_, third) = mutate(&snap, "default", &second);
+    assert_eq!(third.unwrap(), second);
+}

@@ -80,6 +80,14 @@ async fn until_served(server: &TestServer, ca: &Path, expected: &[u8]) {
     }
 }
 
+const EXPIRY: &str = "tandem_tls_certificate_expiry_timestamp_seconds";
+
+/// A certificate's notAfter, Unix seconds, as the gauge reports it.
+fn not_after(der: &[u8]) -> f64 {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.validity().not_after.timestamp() as f64
+}
+
 fn metric(server: &TestServer, series: &str) -> f64 {
     server
         .metrics
@@ -105,12 +113,14 @@ async fn files_overwritten_in_place_are_served_to_new_handshakes_only(
     let key = server.cert_dir.join("tls.key");
     let old = der(&cert);
     assert_eq!(server.resolver.current().cert[0].as_ref(), &old[..]);
+    assert_eq!(metric(&server, EXPIRY), not_after(&old));
     let before = client(&server.ca, http2);
     assert_eq!(review(&server, &before).await.unwrap(), (200, old.clone()));
 
-    // A new pair from a new CA: the old client cannot complete a handshake with it.
+    // A new pair from a new CA (and another end date): the old client cannot complete a
+    // handshake with it.
     let elsewhere = tempfile::tempdir().unwrap();
-    let next = certs::write(elsewhere.path(), &names(), 2).unwrap();
+    let next = certs::write(elsewhere.path(), &names(), 3).unwrap();
     let new = der(&next.cert);
     fs::write(&cert, fs::read(&next.cert).unwrap()).unwrap();
     fs::write(&key, fs::read(&next.key).unwrap()).unwrap();
@@ -118,6 +128,13 @@ async fn files_overwritten_in_place_are_served_to_new_handshakes_only(
     until_served(&server, &next.ca_cert, &new).await;
     assert_eq!(server.resolver.current().cert[0].as_ref(), &new[..]);
     assert!(metric(&server, r#"tandem_tls_reloads_total{result="ok"}"#) >= 1.0);
+    // The expiry gauge follows (set right after the swap, in the same task).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&server, EXPIRY) != not_after(&new) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(metric(&server, EXPIRY), not_after(&new));
+    assert_ne!(not_after(&new), not_after(&old));
     // The connection opened before is still up, still with the old certificate.
     assert_eq!(review(&server, &before).await.unwrap(), (200, old));
     // And a handshake trusting only the old CA now fails.

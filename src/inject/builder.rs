@@ -25,6 +25,9 @@ pub(crate) struct Builder<'p> {
     /// Names, ports and annotations taken since the pod was read, newest last, so that a
     /// failed pattern can give back what it took.
     taken: Vec<Taken>,
+    /// Planning again what a previous review added (see `cover`): an app container that
+    /// already mounts something at a pattern's path is passed over, not refused.
+    covering: bool,
     pub plan: Plan,
 }
 
@@ -67,7 +70,17 @@ impl<'p> Builder<'p> {
             volumes: pod.volume_names().map(str::to_string).collect(),
             ports,
             taken: Vec::new(),
+            covering: false,
             plan: Plan::default(),
+        }
+    }
+
+    /// A builder that plans what a previous review added, for the mounts it owes to app
+    /// containers that do not have them yet.
+    pub(super) fn covering(pod: &'p Pod<'p>, prefix: &'p str) -> Self {
+        Builder {
+            covering: true,
+            ..Builder::new(pod, prefix)
         }
     }
 
@@ -192,7 +205,8 @@ impl<'p> Builder<'p> {
     }
 
     /// Mounts `volume` at `path` in the app containers the `containers` option names (all
-    /// by default), refusing a path a container already mounts something at.
+    /// by default), refusing a path a container already mounts something at (passing it
+    /// over when covering).
     pub fn mount_in_apps(
         &mut self,
         resolved: &Resolved,
@@ -212,6 +226,9 @@ impl<'p> Builder<'p> {
                     .mounts
                     .iter()
                     .any(|(i, m)| *i == index && m.mount_path == mount.mount_path);
+            if taken && self.covering {
+                continue;
+            }
             if taken {
                 return Err(conflict(
                     resolved,

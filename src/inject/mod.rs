@@ -6,6 +6,7 @@
 mod ambassador;
 mod builder;
 mod container;
+mod cover;
 mod git_clone;
 mod log_shipper;
 mod metrics_adapter;
@@ -21,7 +22,10 @@ use crate::{
     invalid::Invalid,
     pattern::Pattern,
     pod::Pod,
-    policy::{model::types::OnInvalid, resolve::Resolution},
+    policy::{
+        model::types::OnInvalid,
+        resolve::{Resolution, Resolved},
+    },
 };
 
 /// What to add to a pod. [`crate::patch::render`] turns it into JSON patch operations.
@@ -42,8 +46,9 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Nothing to add: no pattern, and no mount owed to a container added since.
     pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
+        self.patterns.is_empty() && self.mounts.is_empty()
     }
 }
 
@@ -69,13 +74,7 @@ pub fn plan(pod: &Pod<'_>, prefix: &str, resolution: &Resolution) -> Outcome {
     let mut builder = Builder::new(pod, prefix);
     for resolved in &resolution.patterns {
         let checkpoint = builder.checkpoint();
-        let result = match resolved.pattern {
-            Pattern::LogShipper => log_shipper::plan(&mut builder, resolved),
-            Pattern::MetricsAdapter => metrics_adapter::plan(&mut builder, resolved),
-            Pattern::Ambassador => ambassador::plan(&mut builder, resolved),
-            Pattern::GitClone => git_clone::plan(&mut builder, resolved),
-        };
-        match result {
+        match plan_pattern(&mut builder, resolved) {
             Ok(()) => builder.plan.patterns.push(resolved.pattern),
             Err(invalid) => {
                 // Whatever the pattern added before it failed goes, names and ports included.
@@ -87,12 +86,38 @@ pub fn plan(pod: &Pod<'_>, prefix: &str, resolution: &Resolution) -> Outcome {
             }
         }
     }
-    if !outcome.denied.is_empty() || builder.plan.patterns.is_empty() {
+    let owed: Vec<(usize, VolumeMount)> = resolution
+        .covering
+        .iter()
+        .flat_map(|resolved| cover::mounts(pod, prefix, resolved))
+        .collect();
+    if !outcome.denied.is_empty() || (builder.plan.patterns.is_empty() && owed.is_empty()) {
         return outcome;
     }
-    builder.finish(&outcome.already);
+    if !builder.plan.patterns.is_empty() {
+        builder.finish(&outcome.already);
+    }
+    for (index, mount) in owed {
+        let planned = &builder.plan.mounts;
+        if !planned
+            .iter()
+            .any(|(i, m)| *i == index && m.mount_path == mount.mount_path)
+        {
+            builder.plan.mounts.push((index, mount));
+        }
+    }
     outcome.plan = builder.plan;
     outcome
+}
+
+/// Plans one pattern into `builder`.
+fn plan_pattern(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invalid> {
+    match resolved.pattern {
+        Pattern::LogShipper => log_shipper::plan(builder, resolved),
+        Pattern::MetricsAdapter => metrics_adapter::plan(builder, resolved),
+        Pattern::Ambassador => ambassador::plan(builder, resolved),
+        Pattern::GitClone => git_clone::plan(builder, resolved),
+    }
 }
 
 /// Patterns whose containers the pod already has: a second review of a mutated pod (the

@@ -129,6 +129,15 @@ pub fn server_config(
     client_ca: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = resolver.provider.clone();
+    server_config_with(resolver, provider, client_ca)
+}
+
+/// The same for any resolver (`tls_manager`'s, serving the certificate from its Secret).
+pub fn server_config_with(
+    resolver: Arc<dyn ResolvesServerCert>,
+    provider: Arc<CryptoProvider>,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("the default provider supports TLS 1.2 and 1.3");
@@ -169,6 +178,7 @@ pub fn watch(resolver: Arc<Reloading>, metrics: Arc<Metrics>) -> Result<TlsWatch
         path: e.path,
         message: e.message,
     })?;
+    expiry(&resolver, &metrics);
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.tick().await;
@@ -180,6 +190,7 @@ pub fn watch(resolver: Arc<Reloading>, metrics: Arc<Metrics>) -> Result<TlsWatch
             match resolver.reload() {
                 Ok(true) => {
                     metrics.tls_reload(true);
+                    expiry(&resolver, &metrics);
                     tracing::info!(cert = %resolver.files.cert.display(), "reloaded the TLS certificate");
                 }
                 Ok(false) => {}
@@ -191,6 +202,18 @@ pub fn watch(resolver: Arc<Reloading>, metrics: Arc<Metrics>) -> Result<TlsWatch
         }
     });
     Ok(TlsWatch { task })
+}
+
+/// Sets the expiry gauge from the served certificate.
+fn expiry(resolver: &Reloading, metrics: &Metrics) {
+    let current = resolver.current();
+    let Some(leaf) = current.cert.first() else {
+        return;
+    };
+    match crate::tls_manager::material::Cert::from_der(leaf.to_vec()) {
+        Ok(cert) => metrics.tls_certificate(cert.not_after),
+        Err(error) => tracing::warn!(%error, "reading the served certificate's expiry"),
+    }
 }
 
 /// Keeps the certificate watched; dropping it stops the watch.

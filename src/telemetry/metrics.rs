@@ -27,6 +27,8 @@ pub struct Metrics {
     pub policy_reloads: Family<[(&'static str, &'static str); 2], Counter>,
     pub policies: Gauge,
     pub tls_reloads: Family<Labels, Counter>,
+    /// The served certificate's notAfter, Unix seconds.
+    pub tls_expiry: Gauge,
 }
 
 impl Metrics {
@@ -78,6 +80,12 @@ impl Metrics {
             "Certificate reloads, by result (ok, error)",
             tls_reloads.clone(),
         );
+        let tls_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the served certificate expires (its notAfter), in Unix seconds",
+            tls_expiry.clone(),
+        );
         Arc::new(Metrics {
             registry,
             reviews,
@@ -88,6 +96,7 @@ impl Metrics {
             policy_reloads,
             policies,
             tls_reloads,
+            tls_expiry,
         })
     }
 
@@ -127,6 +136,11 @@ impl Metrics {
     }
 
     /// The exposition text.
+    /// The certificate served now ends at `not_after` (Unix seconds).
+    pub fn tls_certificate(&self, not_after: i64) {
+        self.tls_expiry.set(not_after);
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");

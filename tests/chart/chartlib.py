@@ -77,7 +77,9 @@ def parse(manifests: dict[str, str]) -> Rendered:
             assert isinstance(doc, dict), f"{path}: a document is not an object: {doc!r}"
             objects.append(doc)
             sources[id(doc)] = path
-    return Rendered(objects, notes, sources)
+    rendered = Rendered(objects, notes, sources)
+    rendered.manifests = dict(manifests)  # the text of every template, as rendered
+    return rendered
 
 
 

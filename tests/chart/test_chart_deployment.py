@@ -105,8 +105,8 @@ def test_values_flow_into_the_flags(render):
 
 def test_tls_and_policies_are_mounted_as_directories(render):
     """The server reloads certificates and policies on the kubelet's ..data symlink swap,
-    which a subPath mount never sees."""
-    objects = render({})
+    which a subPath mount never sees. (tls.mode=helm: a mounted Secret.)"""
+    objects = render({"tls": {"mode": "helm"}})
     deployment = objects.one("Deployment")
     spec = pod_of(deployment)["spec"]
     c = container(pod_of(deployment), "tandem")
@@ -198,7 +198,7 @@ def test_pdb_and_spread_can_be_turned_off(render):
 
 @pytest.mark.parametrize("watch", [True, False])
 def test_service_account_token_only_when_watching_the_cluster(render, watch):
-    objects = render({"server": {"watchCluster": watch}})
+    objects = render({"server": {"watchCluster": watch}, "tls": {"mode": "helm"}})
     spec = pod_of(objects.one("Deployment"))["spec"]
     assert spec["automountServiceAccountToken"] is watch
     assert ("kube" in flags(container(pod_of(objects.one("Deployment")), "tandem"))) is watch

@@ -24,6 +24,7 @@ from chartlib import (
     SCENARIOS,
     container,
     container_port,
+    flags,
     pod_of,
     podcheck,
     selects,
@@ -35,7 +36,7 @@ READ_ONLY = ["get", "list", "watch"]
 
 
 def test_rbac_is_exactly_read_only_on_namespaces_and_injectionpolicies(render):
-    objects = render({})
+    objects = render({"tls": {"mode": "helm"}})
     role = objects.one("ClusterRole")
     rules = sorted(role["rules"], key=lambda r: r["apiGroups"])
     assert rules == [
@@ -53,10 +54,43 @@ def test_rbac_is_exactly_read_only_on_namespaces_and_injectionpolicies(render):
     assert not objects.all("Role") and not objects.all("RoleBinding")
 
 
-@pytest.mark.parametrize("values", [{"server": {"watchCluster": False}}, {"rbac": {"create": False}}])
+@pytest.mark.parametrize("values", [{"server": {"watchCluster": False}, "tls": {"mode": "helm"}}, {"rbac": {"create": False}}])
 def test_no_rbac_when_not_needed_or_not_wanted(render, values):
     objects = render(values)
     assert not objects.all("ClusterRole") and not objects.all("ClusterRoleBinding")
+    assert not objects.all("Role") and not objects.all("RoleBinding")
+
+
+@pytest.mark.parametrize("watch", [True, False])
+def test_auto_tls_rbac_names_its_secret_lease_and_webhook(render, watch):
+    """tls.mode=auto: the one Secret and Lease and the chart's own webhook configuration by
+    resourceNames; `create` (which RBAC cannot limit by name) only on Secrets and Leases
+    in the release namespace; no delete anywhere."""
+    objects = render({"server": {"watchCluster": watch}})
+    webhook_name = objects.one("MutatingWebhookConfiguration")["metadata"]["name"]
+    secret = flags(container(pod_of(objects.one("Deployment")), "tandem"))["tls-secret"]
+    rules = objects.one("ClusterRole")["rules"]
+    assert rules[-1] == {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["mutatingwebhookconfigurations"],
+        "resourceNames": [webhook_name],
+        "verbs": ["get", "list", "watch", "patch"],
+    }
+    assert len(rules) == (3 if watch else 1)
+    role = objects.one("Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret], "verbs": ["get", "list", "watch", "update"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [secret], "verbs": ["get", "update", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+    binding = objects.one("RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == objects.one("ClusterRoleBinding")["subjects"]
+    for rule in rules + role["rules"]:
+        assert "delete" not in rule["verbs"] and "*" not in rule["verbs"] + rule["resources"]
+    assert pod_of(objects.one("Deployment"))["spec"]["automountServiceAccountToken"] is True
 
 
 def test_an_existing_service_account_can_be_used(render):
@@ -189,8 +223,11 @@ def test_helm_test_calls_the_webhook_through_its_service(render, scenario):
     assert url.port == hook["port"] and url.path == hook["path"]
     # it trusts the CA from the TLS Secret the server uses
     (volume,) = pod["spec"]["volumes"]
-    (server_tls,) = [v for v in pod_of(objects.one("Deployment"))["spec"]["volumes"] if v["name"] == "tls"]
-    assert volume["secret"]["secretName"] == server_tls["secret"]["secretName"]
+    server = pod_of(objects.one("Deployment"))
+    server_tls = [v["secret"]["secretName"] for v in server["spec"]["volumes"] if v["name"] == "tls"]
+    # tls.mode=auto: the Secret tandem keeps; the others: the Secret the server mounts
+    secret = server_tls[0] if server_tls else flags(container(server, "tandem"))["tls-secret"]
+    assert volume["secret"]["secretName"] == secret
     assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
     (mount,) = c["volumeMounts"]
     assert f"--cacert {mount['mountPath']}/ca.crt" in c["args"][0]
@@ -304,7 +341,7 @@ def run_helm_test(tmp_path: Path, objects, cert_pem: str, key_pem: str, answer: 
 
 
 def test_helm_test_script_passes_against_a_webhook_with_the_charts_certificate(render, tmp_path):
-    objects = render({})
+    objects = render({"tls": {"mode": "helm"}})
     secret = objects.one("Secret")["data"]
     result, reviews = run_helm_test(
         tmp_path, objects, base64.b64decode(secret["tls.crt"]).decode(), base64.b64decode(secret["tls.key"]).decode()
@@ -318,7 +355,7 @@ def test_helm_test_script_passes_against_a_webhook_with_the_charts_certificate(r
 
 @pytest.mark.parametrize("answer", ["deny", "error", "wrong-uid"])
 def test_helm_test_script_fails_when_the_webhook_does_not_allow(render, tmp_path, answer):
-    objects = render({})
+    objects = render({"tls": {"mode": "helm"}})
     secret = objects.one("Secret")["data"]
     result, _ = run_helm_test(
         tmp_path,
@@ -333,8 +370,8 @@ def test_helm_test_script_fails_when_the_webhook_does_not_allow(render, tmp_path
 def test_helm_test_script_fails_on_a_certificate_from_another_ca(render, tmp_path):
     """A certificate for the right name from another CA (another install's) is refused:
     the script trusts only the CA in the Secret."""
-    objects = render({})
-    other = render({}).one("Secret")["data"]
+    objects = render({"tls": {"mode": "helm"}})
+    other = render({"tls": {"mode": "helm"}}).one("Secret")["data"]
     assert other["ca.crt"] != objects.one("Secret")["data"]["ca.crt"]
     result, reviews = run_helm_test(
         tmp_path, objects, base64.b64decode(other["tls.crt"]).decode(), base64.b64decode(other["tls.key"]).decode()

@@ -68,7 +68,8 @@ def test_default_install_renders_the_whole_webhook(render):
             "MutatingWebhookConfiguration",
             "Pod",  # helm test
             "PodDisruptionBudget",
-            "Secret",  # tls.mode=helm
+            "Role",  # tls.mode=auto: its Secret and Lease
+            "RoleBinding",
             "Service",
             "ServiceAccount",
         ]

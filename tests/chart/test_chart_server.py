@@ -45,7 +45,7 @@ def free_port() -> int:
 
 
 def test_the_rendered_arguments_start_a_serving_ready_webhook(render, tmp_path):
-    rendered = render({"policies": [POLICY]})
+    rendered = render({"policies": [POLICY], "tls": {"mode": "helm"}})
     deployment = rendered.one("Deployment")
     pod = pod_of(deployment)
     server = container(pod, "tandem")

@@ -1,4 +1,5 @@
-"""The three TLS modes, and a caBundle that survives `helm upgrade` (tls.mode=helm)."""
+"""The four TLS modes: auto renders nothing TLS-related (the same on every render), and
+helm's caBundle survives `helm upgrade`."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from chartlib import CA_PEM, NAMESPACE, SCENARIOS, pod_of
+from chartlib import CA_PEM, NAMESPACE, SCENARIOS, container, flags, pod_of
 
+HELM = {"tls": {"mode": "helm"}}
 SERVICE_DNS = ["tandem", f"tandem.{NAMESPACE}", f"tandem.{NAMESPACE}.svc", f"tandem.{NAMESPACE}.svc.cluster.local"]
 
 
@@ -37,11 +39,68 @@ def load(b64_pem: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(base64.b64decode(b64_pem))
 
 
+# --- auto -----------------------------------------------------------------------------------
+
+
+def test_auto_is_the_default_and_renders_no_key_certificate_or_ca_bundle(render):
+    objects = render({})
+    assert not objects.all("Secret") and not objects.all("Certificate") and not objects.all("Issuer")
+    assert ca_bundle(objects) is None
+    assert "annotations" not in webhook(objects)["metadata"]
+    server = pod_of(objects.one("Deployment"))
+    assert not [v for v in server["spec"]["volumes"] if v["name"] == "tls"]
+    f = flags(container(server, "tandem"))
+    assert "tls-cert" not in f and "tls-key" not in f
+    fullname = webhook(objects)["metadata"]["name"]
+    assert f["tls-secret"] == f"{fullname}-tls" == f["tls-lease"] == helm_test_ca_secret(objects)
+    assert f["tls-webhook"] == fullname and f["tls-service"] == objects.one("Service")["metadata"]["name"]
+    assert f["tls-namespace"] == NAMESPACE
+    assert f["tls-extra-names"] == f"{fullname}.{NAMESPACE}.svc.cluster.local"
+    assert (f["tls-ca-duration"], f["tls-cert-duration"]) == ("43800h", "2160h")
+    assert (f["tls-check-interval"], f["tls-trust-delay"], f["tls-lease-duration"]) == ("1m", "10s", "15s")
+
+
+@pytest.mark.parametrize(
+    "url, host",
+    [
+        ("https://127.0.0.1:8443/mutate", "127.0.0.1"),
+        ("https://[::1]:8443/mutate", "::1"),
+        ("https://dev-laptop.example/mutate", "dev-laptop.example"),
+    ],
+)
+def test_auto_puts_the_webhook_urls_host_into_the_certificate(render, url, host):
+    values = {"webhook": {"url": url}, "clusterDomain": "corp.internal", "tls": {"auto": {"extraNames": ["10.0.0.7", host]}}}
+    f = flags(container(pod_of(render(values).one("Deployment")), "tandem"))
+    assert f["tls-extra-names"] == f"tandem.{NAMESPACE}.svc.corp.internal,{host},10.0.0.7"
+
+
+def test_auto_renders_are_byte_identical_offline_and_against_a_cluster(render, render_against, fake_apiserver):
+    """What Argo CD and Flux rely on: the same values give the same manifests, every time."""
+    values = {"replicaCount": 3, "webhook": {"url": "https://127.0.0.1:8443/mutate"}}
+    first, second = render(values), render(values)
+    assert first.manifests == second.manifests
+    upgraded = render_against(fake_apiserver, values, is_upgrade=True)
+    assert upgraded.manifests == first.manifests
+    # where helm mode is not: its CA is generated anew on each render without the cluster
+    assert render(HELM).manifests != render(HELM).manifests
+
+
+@pytest.mark.parametrize(
+    "auto",
+    [{"caDuration": "5y"}, {"certDuration": "1.5h"}, {"leaseDuration": "500ms"}, {"extraNames": ["not a name"]}, {"renewBefore": "1h"}],
+)
+def test_auto_settings_are_checked_by_the_schema(render, auto):
+    from helm_python.errors import HelmError
+
+    with pytest.raises(HelmError):
+        render({"tls": {"auto": auto}})
+
+
 # --- helm -----------------------------------------------------------------------------------
 
 
 def test_helm_mode_generates_a_ca_and_a_serving_certificate_for_the_service(render):
-    objects = render({})
+    objects = render(HELM)
     secret = objects.one("Secret")
     assert secret["type"] == "kubernetes.io/tls"
     assert set(secret["data"]) == {"ca.crt", "tls.crt", "tls.key"}
@@ -63,33 +122,33 @@ def test_helm_mode_generates_a_ca_and_a_serving_certificate_for_the_service(rend
 
 
 def test_helm_mode_uses_the_cluster_domain(render):
-    secret = render({"clusterDomain": "corp.internal"}).one("Secret")
+    secret = render({**HELM, "clusterDomain": "corp.internal"}).one("Secret")
     sans = load(secret["data"]["tls.crt"]).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert f"tandem.{NAMESPACE}.svc.corp.internal" in sans.get_values_for_type(x509.DNSName)
 
 
 def test_without_a_cluster_each_render_generates_a_new_ca(render):
     """Offline (helm template, first install) lookup finds nothing."""
-    assert ca_bundle(render({})) != ca_bundle(render({}))
+    assert ca_bundle(render(HELM)) != ca_bundle(render(HELM))
 
 
 def test_upgrade_keeps_the_existing_secret_and_the_ca_bundle(render, render_against, fake_apiserver):
-    installed = render({})
+    installed = render(HELM)
     secret = installed.one("Secret")
     fake_apiserver.add_secret(secret)
 
-    upgraded = render_against(fake_apiserver, {}, is_upgrade=True)
+    upgraded = render_against(fake_apiserver, HELM, is_upgrade=True)
     assert upgraded.one("Secret")["data"] == secret["data"]
     assert ca_bundle(upgraded) == ca_bundle(installed) == secret["data"]["ca.crt"]
     assert any(r.startswith(f"/api/v1/namespaces/{NAMESPACE}/secrets/tandem-tls") for r in fake_apiserver.requests)
 
     # and again: a second upgrade with other values still keeps it
-    again = render_against(fake_apiserver, {"replicaCount": 3, "webhook": {"failurePolicy": "Ignore"}}, is_upgrade=True)
+    again = render_against(fake_apiserver, {**HELM, "replicaCount": 3, "webhook": {"failurePolicy": "Ignore"}}, is_upgrade=True)
     assert ca_bundle(again) == secret["data"]["ca.crt"]
 
 
 def test_upgrade_without_the_secret_generates_one(render_against, fake_apiserver):
-    objects = render_against(fake_apiserver, {}, is_upgrade=True)
+    objects = render_against(fake_apiserver, HELM, is_upgrade=True)
     secret = objects.one("Secret")
     assert ca_bundle(objects) == secret["data"]["ca.crt"]
     load(secret["data"]["tls.crt"]).verify_directly_issued_by(load(secret["data"]["ca.crt"]))
@@ -97,9 +156,9 @@ def test_upgrade_without_the_secret_generates_one(render_against, fake_apiserver
 
 
 def test_upgrade_replaces_a_secret_made_for_other_dns_names(render, render_against, fake_apiserver):
-    old = render({"clusterDomain": "old.example"}).one("Secret")
+    old = render({**HELM, "clusterDomain": "old.example"}).one("Secret")
     fake_apiserver.add_secret(old)
-    objects = render_against(fake_apiserver, {}, is_upgrade=True)
+    objects = render_against(fake_apiserver, HELM, is_upgrade=True)
     assert ca_bundle(objects) != old["data"]["ca.crt"]
     sans = load(objects.one("Secret")["data"]["tls.crt"]).extensions.get_extension_for_class(
         x509.SubjectAlternativeName
@@ -108,10 +167,10 @@ def test_upgrade_replaces_a_secret_made_for_other_dns_names(render, render_again
 
 
 def test_upgrade_replaces_an_incomplete_secret(render, render_against, fake_apiserver):
-    old = render({}).one("Secret")
+    old = render(HELM).one("Secret")
     del old["data"]["ca.crt"]
     fake_apiserver.add_secret(old)
-    objects = render_against(fake_apiserver, {}, is_upgrade=True)
+    objects = render_against(fake_apiserver, HELM, is_upgrade=True)
     assert set(objects.one("Secret")["data"]) == {"ca.crt", "tls.crt", "tls.key"}
     assert objects.one("Secret")["data"]["tls.crt"] != old["data"]["tls.crt"]
 

@@ -13,13 +13,12 @@ are named in a failing test's report and kept under pytest's basetemp.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from harness import ControlPlane, ServingCert, Tandem, Webhooks, build_tandem
+from harness import ControlPlane, ServingCert, Tandem, Webhooks, build_tandem, make_namespace
 
 _work_dirs: list[Path] = []
 
@@ -85,7 +84,6 @@ def webhooks(cluster, webhook_tls) -> Iterator[Webhooks]:
 @pytest.fixture
 def namespace(cluster) -> Iterator[str]:
     """A fresh namespace for one test, deleted (without waiting) at its end."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    cluster.kubectl("create", "namespace", name)
+    name = make_namespace(cluster)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -117,7 +117,14 @@ class Tandem:
             return response.read().decode()
 
 
-def render_chart(values: dict | None = None, *, cluster: ControlPlane | None = None, **opts: Any) -> chartlib.Rendered:
+def render_chart(
+    values: dict | None = None,
+    *,
+    cluster: ControlPlane | None = None,
+    name: str = RELEASE,
+    namespace: str = RELEASE_NAMESPACE,
+    **opts: Any,
+) -> chartlib.Rendered:
     """The chart rendered by the real Helm engine: offline, or (with `cluster`)
     cluster-aware against the real API server (`lookup`, Capabilities)."""
     from helm_python.chart import Chart
@@ -126,9 +133,9 @@ def render_chart(values: dict | None = None, *, cluster: ControlPlane | None = N
     with Chart.load(chartlib.CHART_DIR) as chart:
         if cluster is None:
             opts.setdefault("is_install", True)
-            return chartlib.parse(chart.render(values=copy.deepcopy(values or {}), name=RELEASE, namespace=RELEASE_NAMESPACE, **opts))
-        with Config(kubeconfig_path=cluster.admin_kubeconfig, namespace=RELEASE_NAMESPACE) as cfg:
-            return chartlib.parse(cfg.render(chart, copy.deepcopy(values or {}), name=RELEASE, namespace=RELEASE_NAMESPACE, **opts))
+            return chartlib.parse(chart.render(values=copy.deepcopy(values or {}), name=name, namespace=namespace, **opts))
+        with Config(kubeconfig_path=cluster.admin_kubeconfig, namespace=namespace) as cfg:
+            return chartlib.parse(cfg.render(chart, copy.deepcopy(values or {}), name=name, namespace=namespace, **opts))
 
 
 def deep_merge(base: dict, extra: dict) -> dict:
@@ -208,8 +215,11 @@ def probe_pod() -> dict:
 
 
 def make_namespace(cluster: ControlPlane, *, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> str:
+    """A new namespace, once the controller-manager has made its `default` ServiceAccount
+    (until then the API server's ServiceAccount admission refuses every pod there)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}}})
+    cluster.wait_for_default_serviceaccount(name)
     return name
 
 

@@ -22,7 +22,8 @@ POLICY_FILES = sorted((ROOT / "policies").glob("*.yaml")) + sorted((ROOT / "poli
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIUEXAMPLE\n-----END CERTIFICATE-----\n"
 MODES = {
-    "helm": {},
+    "auto": {},
+    "helm": {"tls": {"mode": "helm"}},
     "secret": {"tls": {"mode": "secret", "secret": {"name": "my-tls", "caBundle": CA}}},
 }
 
@@ -95,6 +96,10 @@ MALFORMED = {
     "unknown-pattern-enforced": ({"enforce": ["log-shiper"]}, "spec.enforce[0]"),
     "unknown-field": ({"defaultz": {}}, 'unknown field "spec.defaultz"'),
     "on-invalid-typo": ({"onInvalid": "ignore"}, "spec.onInvalid"),
+    # What the schema cannot say, the CRD's CEL rules do.
+    "selector-operator": ({"selector": {"pods": {"matchExpressions": [{"key": "app", "operator": "Equals", "values": ["x"]}]}}}, "operator must be In, NotIn, Exists or DoesNotExist"),
+    "selector-in-without-values": ({"selector": {"namespaces": {"matchExpressions": [{"key": "team", "operator": "In"}]}}}, "In and NotIn need values"),
+    "selector-exists-with-values": ({"selector": {"pods": {"matchExpressions": [{"key": "app", "operator": "Exists", "values": ["x"]}]}}}, "Exists and DoesNotExist take none"),
 }
 
 

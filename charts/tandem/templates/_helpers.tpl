@@ -116,7 +116,25 @@ templates and genCA is random.
 {{- end }}
 
 {{/*
-The webhook's caBundle (base64), empty for certManager (its CA injector fills it in).
+tls.mode=auto: the names tandem puts into its serving certificate besides the Service's
+(`<svc>.<ns>.svc`, `.svc.cluster.local`, `<svc>.<ns>`, `<svc>`): the Service's name in the
+cluster domain, the host of webhook.url (without port or IPv6 brackets), and
+tls.auto.extraNames. As a comma-separated list for --tls-extra-names.
+*/}}
+{{- define "tandem.autoTLSNames" -}}
+{{- $svc := include "tandem.fullname" . }}
+{{- $names := list (printf "%s.%s.svc.%s" $svc .Release.Namespace .Values.clusterDomain) }}
+{{- with .Values.webhook.url }}
+{{- $host := regexReplaceAll ":[0-9]+$" (urlParse .).host "" | trimPrefix "[" | trimSuffix "]" }}
+{{- $names = append $names $host }}
+{{- end }}
+{{- $names = concat $names .Values.tls.auto.extraNames | uniq }}
+{{- join "," $names }}
+{{- end }}
+
+{{/*
+The webhook's caBundle (base64), empty for certManager (its CA injector fills it in) and
+for auto (tandem writes it).
 */}}
 {{- define "tandem.caBundle" -}}
 {{- if eq .Values.tls.mode "helm" }}

@@ -84,10 +84,27 @@ pub struct InjectionPolicySpec {
 pub struct PolicySelector {
     /// Labels of the pod's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = selector_rules()))]
     pub namespaces: Option<LabelSelector>,
     /// Labels of the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = selector_rules()))]
     pub pods: Option<LabelSelector>,
+}
+
+/// What the OpenAPI schema of a label selector cannot say, checked by the API server (CEL),
+/// so that `kubectl apply` refuses such a policy instead of tandem skipping it later.
+fn selector_rules() -> serde_json::Value {
+    serde_json::json!([
+        {
+            "rule": "!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",
+            "message": "matchExpressions[].operator must be In, NotIn, Exists or DoesNotExist",
+        },
+        {
+            "rule": "!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (!has(e.values) || size(e.values) == 0))",
+            "message": "matchExpressions[]: In and NotIn need values, Exists and DoesNotExist take none",
+        },
+    ])
 }
 
 impl PolicySelector {

@@ -56,10 +56,6 @@ pub fn resolve<L: Labels + ?Sized>(snapshot: &Snapshot, pod: &PodInput<'_, L>) -
     );
 
     for pattern in Pattern::ALL {
-        if pod.annotations.injected.contains(&pattern) || pod.present.contains(&pattern) {
-            resolution.already.push(pattern);
-            continue;
-        }
         let context = Context {
             snapshot,
             effective: &effective,
@@ -67,6 +63,15 @@ pub fn resolve<L: Labels + ?Sized>(snapshot: &Snapshot, pod: &PodInput<'_, L>) -
             pod: pod.annotations,
             namespace: &namespace.annotations,
         };
+        if pod.annotations.injected.contains(&pattern) || pod.present.contains(&pattern) {
+            resolution.already.push(pattern);
+            // The review that added it decided; a value that no longer resolves changes
+            // nothing now.
+            if let Ok(Some(resolved)) = context.resolve() {
+                resolution.covering.push(resolved);
+            }
+            continue;
+        }
         match context.resolve() {
             Ok(None) => {}
             Ok(Some(resolved)) => resolution.patterns.push(resolved),

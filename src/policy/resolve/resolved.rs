@@ -140,4 +140,8 @@ pub struct Resolution {
     pub warned: Vec<Invalid>,
     /// Patterns a previous review already added (skipped).
     pub already: Vec<Pattern>,
+    /// Of those, the ones that still resolve as they would for a new pod: what they give
+    /// every app container is owed to app containers added since (a later webhook's, on
+    /// the API server's reinvocation).
+    pub covering: Vec<Resolved>,
 }
