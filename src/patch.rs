@@ -113,7 +113,11 @@ fn pointer(path: &mut String, tokens: &[&str]) {
         let mut rest = *token;
         while let Some(at) = rest.find(['~', '/']) {
             path.push_str(&rest[..at]);
-            path.push_str(if rest.as_bytes()[at] == b'~' { "~0" } else { "~1" });
+            path.push_str(if rest.as_bytes()[at] == b'~' {
+                "~0"
+            } else {
+                "~1"
+            });
             rest = &rest[at + 1..];
         }
         path.push_str(rest);
