@@ -3,7 +3,6 @@
 //! (`annotations`, `volumes`, `initContainers`, a container's `volumeMounts`) is added whole
 //! instead of appended to.
 
-use jsonptr::PointerBuf;
 use serde::Serialize;
 
 use crate::{inject::Plan, pod::Pod};
@@ -14,6 +13,7 @@ pub fn render(pod: &Pod<'_>, plan: &Plan) -> Vec<u8> {
     // A typical patch is a few kilobytes: start there rather than grow (and copy) to it.
     let mut ops = Ops {
         out: Vec::with_capacity(4096),
+        path: String::with_capacity(64),
     };
 
     if !plan.annotations.is_empty() {
@@ -79,15 +79,17 @@ pub fn render(pod: &Pod<'_>, plan: &Plan) -> Vec<u8> {
 /// A JSON array of `add` operations being written.
 struct Ops {
     out: Vec<u8>,
+    /// The pointer being built, kept between operations so it is allocated once.
+    path: String,
 }
 
 impl Ops {
     fn add<T: Serialize + ?Sized>(&mut self, tokens: &[&str], value: &T) {
         self.out.push(if self.out.is_empty() { b'[' } else { b',' });
         self.out.extend_from_slice(br#"{"op":"add","path":"#);
-        let path = PointerBuf::from_tokens(tokens.iter().copied());
+        pointer(&mut self.path, tokens);
         // The plan's types (k8s-openapi structs, string maps) and strings always serialize.
-        serde_json::to_writer(&mut self.out, path.as_str()).expect("a string serializes");
+        serde_json::to_writer(&mut self.out, self.path.as_str()).expect("a string serializes");
         self.out.extend_from_slice(br#","value":"#);
         serde_json::to_writer(&mut self.out, value).expect("plan types serialize to JSON");
         self.out.push(b'}');
@@ -99,6 +101,26 @@ impl Ops {
         }
         self.out.push(b']');
         self.out
+    }
+}
+
+/// The JSON pointer (RFC 6901) made of `tokens`, into `path`: each token after a `/`, with
+/// `~` written `~0` and `/` written `~1`.
+fn pointer(path: &mut String, tokens: &[&str]) {
+    path.clear();
+    for token in tokens {
+        path.push('/');
+        let mut rest = *token;
+        while let Some(at) = rest.find(['~', '/']) {
+            path.push_str(&rest[..at]);
+            path.push_str(if rest.as_bytes()[at] == b'~' {
+                "~0"
+            } else {
+                "~1"
+            });
+            rest = &rest[at + 1..];
+        }
+        path.push_str(rest);
     }
 }
 
@@ -140,6 +162,16 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The pointer written is the one jsonptr builds from the same tokens.
+        #[test]
+        fn pointers_are_rfc_6901(tokens in proptest::collection::vec("[a-z/~01.]{0,8}", 0..5)) {
+            let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+            let mut path = String::from("left over");
+            pointer(&mut path, &tokens);
+            let expected = jsonptr::PointerBuf::from_tokens(tokens.iter().copied());
+            proptest::prop_assert_eq!(path.as_str(), expected.as_str());
+        }
+
         /// Any key, however many `/`, `~`, `~0` and `~1` it holds, lands as itself.
         #[test]
         fn any_annotation_key_round_trips(

@@ -36,7 +36,9 @@ pub fn plan(builder: &mut Builder<'_>, resolved: &Resolved) -> Result<(), Invali
     let health = builder.free_port(HEALTH_PORT, &name, resolved)?;
 
     let settings = Settings::from(resolved, &upstreams, protocol, listen, health);
-    let bootstrap = bootstrap(&settings).to_string();
+    // Written as bytes: `Value`'s `to_string` goes through `fmt::Display`, a call per
+    // token. The same compact JSON either way.
+    let bootstrap = serde_json::to_string(&bootstrap(&settings)).expect("a Value serializes");
     let mut proxy = render(name, resolved, &[("bootstrap", &bootstrap)]);
     proxy
         .ports
