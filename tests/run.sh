@@ -50,10 +50,19 @@ cargo test --locked --all-targets
 step "fuzz: every target for 20 s from the committed corpus (bash fuzz/run.sh --seconds 20)"
 bash fuzz/run.sh --seconds 20
 
+# The Go builds (programs, control plane, Prometheus) download modules and compile into
+# scratch caches, emptied after each build: their binaries are what is cached, and the
+# module and build caches of Kubernetes and Prometheus would hold several GB of disk.
+go_scratch=${TANDEM_CACHE:-$HOME/.cache/tandem}/go-scratch
+export GOMODCACHE=$go_scratch/mod GOCACHE=$go_scratch/build GOFLAGS=-modcacherw
+scratch_clean() { rm -rf "$go_scratch"; }
+trap scratch_clean EXIT
+
 step "programs tandem injects (tests/programs/build.sh; cached in \${TANDEM_CACHE:-~/.cache/tandem}/programs)"
 for program in $(bash tests/programs/build.sh --list | cut -d' ' -f1); do
   bash tests/programs/build.sh "$program" >/dev/null
 done
+scratch_clean
 
 step "pytest"
 python3 -m pytest -q tests/validate tests/chart
@@ -64,9 +73,11 @@ unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest -q -p no:cac
 
 step "the control plane: etcd, kube-apiserver, kube-controller-manager, kubectl (built once, then cached)"
 bash tests/controlplane/build.sh
+scratch_clean
 
 step "Prometheus and promtool (built once, then cached)"
 bash tests/prometheus/build.sh
+scratch_clean
 
 # In a network namespace of its own with only loopback: nothing the tests start (the control
 # plane, tandem, the webhooks, Prometheus) can dial anything but 127.0.0.0/8.
