@@ -486,11 +486,18 @@ def main() -> int:
         print(build())
         return 0
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="tandem-controlplane-"))
+
+    # SIGTERM (kill, or the end of a backgrounded shell job, which ignores Ctrl-C) stops
+    # everything the way Ctrl-C does.
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     with ControlPlane.start(workdir, version=args.version) as cp:
         print(f"control plane {cp.version} at {cp.url}")
         print(f"export KUBECONFIG={cp.admin_kubeconfig}")
         print(f"export PATH={cp.bin}:$PATH      # kubectl of the same release")
-        print(f"logs: {workdir}/*.log; Ctrl-C stops everything")
+        print(f"logs: {workdir}/*.log; Ctrl-C (or SIGTERM) stops everything")
         try:
             signal.pause()
         except KeyboardInterrupt:
