@@ -35,6 +35,10 @@ fi
 # Release with debug assertions (-a): integer overflow panics, as in tests. No sanitizer:
 # tandem has no unsafe code, and a panic is what the targets report.
 flags=(--release --debug-assertions --sanitizer none)
+# The build (instrumented, so shared with no other build) is kept outside the clone, like
+# what tests/run.sh builds with Go: a fresh clone then rebuilds tandem's own crate only.
+# CARGO_FUZZ_TARGET_DIR sets another place.
+flags+=(--target-dir "${CARGO_FUZZ_TARGET_DIR:-${TANDEM_CACHE:-$HOME/.cache/tandem}/fuzz-target}")
 for target in "${targets[@]}"; do
   cargo +nightly fuzz build "${flags[@]}" "$target"
 done

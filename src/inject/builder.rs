@@ -304,8 +304,65 @@ impl<'p> Builder<'p> {
             let name = first.name.to_string();
             self.annotate_if_unset(DEFAULT_CONTAINER, name);
         }
+        self.mount_service_account_token();
+    }
+
+    /// Gives the injected containers the service account token mount the API server's
+    /// ServiceAccount admission plugin gave the app containers before this review, as that
+    /// plugin would give it to them after it: it runs again once a webhook has changed the
+    /// pod, mounts the token into every container without one, and a pod it changes sends
+    /// the API server back to every webhook with `reinvocationPolicy: IfNeeded`. Mounted
+    /// here, the stored pod is the same and tandem is called once per pod instead of twice.
+    /// Nothing is mounted when the pod has no token volume (automounting is off).
+    fn mount_service_account_token(&mut self) {
+        let Some(volume) = self
+            .pod
+            .spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| &*v.name)
+            .find(|name| name.starts_with(SERVICE_ACCOUNT_VOLUME_PREFIX))
+        else {
+            return;
+        };
+        // The plugin's own mount, on an app container: the token is automounted.
+        let mounted = self.pod.spec.containers.iter().any(|c| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == volume && m.mount_path == SERVICE_ACCOUNT_TOKEN_PATH)
+        });
+        if !mounted {
+            return;
+        }
+        let token = VolumeMount {
+            name: volume.to_string(),
+            mount_path: SERVICE_ACCOUNT_TOKEN_PATH.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        };
+        for container in self
+            .plan
+            .init_containers
+            .iter_mut()
+            .chain(self.plan.containers.iter_mut())
+        {
+            let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+            if !mounts
+                .iter()
+                .any(|m| m.mount_path == SERVICE_ACCOUNT_TOKEN_PATH)
+            {
+                mounts.push(token.clone());
+            }
+        }
     }
 }
+
+/// Where the ServiceAccount admission plugin mounts the token, and the prefix of the
+/// projected volume it adds (`kube-api-access-<random>`).
+const SERVICE_ACCOUNT_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+const SERVICE_ACCOUNT_VOLUME_PREFIX: &str = "kube-api-access-";
 
 fn unique(taken: &mut BTreeSet<String>, base: &str) -> String {
     let name = std::iter::once(base.to_string())
@@ -369,5 +426,49 @@ mod tests {
         assert_eq!(builder.free_port(9000, "y", &resolved()), Ok(9000));
         assert!(builder.plan.annotations.is_empty());
         assert!(builder.plan.volumes.is_empty());
+    }
+
+    /// The token mounts of the injected containers of a log-shipper pod whose app
+    /// container mounts `app_mounts`, with `volumes` in the pod.
+    fn token_mounts(volumes: &str, app_mounts: &str) -> Vec<Vec<String>> {
+        let (snapshot, _) = Snapshot::build("tandem.dev", builtin::policies(), None);
+        let json = format!(
+            r#"{{"metadata": {{"annotations": {{"tandem.dev/log-shipper": "true"}}}},
+                "spec": {{"volumes": {volumes},
+                          "containers": [{{"name": "web", "volumeMounts": {app_mounts}}}]}}}}"#
+        );
+        let pod = Pod::parse(&json).unwrap();
+        let evaluation = crate::engine::evaluate(&snapshot, "default", &pod);
+        let outcome = crate::inject::plan(&pod, "tandem.dev", &evaluation.resolution);
+        assert!(!outcome.plan.init_containers.is_empty());
+        outcome
+            .plan
+            .init_containers
+            .iter()
+            .map(|c| {
+                c.volume_mounts
+                    .iter()
+                    .flatten()
+                    .filter(|m| m.mount_path == SERVICE_ACCOUNT_TOKEN_PATH)
+                    .map(|m| format!("{} ro={:?}", m.name, m.read_only))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn injected_containers_get_the_token_mount_the_app_got_from_the_api_server() {
+        let token = r#"[{"name": "kube-api-access-x7k2p", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]"#;
+        let volume = r#"[{"name": "kube-api-access-x7k2p", "projected": {"sources": []}}]"#;
+        assert_eq!(
+            token_mounts(volume, token),
+            vec![vec!["kube-api-access-x7k2p ro=Some(true)".to_string()]]
+        );
+        // Automounting off: no token volume, nothing mounted.
+        assert_eq!(token_mounts("[]", "[]"), vec![Vec::<String>::new()]);
+        // A volume of that name the app does not mount at the token path is not the
+        // plugin's: nothing mounted.
+        let elsewhere = r#"[{"name": "kube-api-access-x7k2p", "mountPath": "/token"}]"#;
+        assert_eq!(token_mounts(volume, elsewhere), vec![Vec::<String>::new()]);
     }
 }

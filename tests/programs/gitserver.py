@@ -6,6 +6,7 @@ import contextlib
 import http.server
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -149,3 +150,15 @@ def start_sshd(pod, directory, repository_root, port=2222):
     pod.beside_container("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(directory / "sshd_config")],
                          passwd=[f"git:x:64000:64000::{repository_root}:/bin/sh"], directories=["/run/sshd"],
                          binds=[repository_root])
+
+    # The pod's containers start next: a clone that dials before sshd listens is refused
+    # (seen on a loaded machine).
+    def accepting():
+        with pod.netns():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+    pod.wait_for(accepting, timeout=30, what=f"sshd accepting on port {port}")
