@@ -197,11 +197,13 @@ impl Connections {
 
     /// Takes a new connection in. At the cap, an open connection with no request in
     /// flight gives way: first one that has been in its TLS handshake for more than
-    /// [`HANDSHAKE_GRACE`] (oldest first), then the one quiet longest of those quiet for
-    /// [`IDLE_GRACE`], then a younger one still in (or just out of) its handshake. One
-    /// that served a request within [`IDLE_GRACE`] never gives way: when only those are
-    /// left, the new connection is refused. A client that is served keeps its connection;
-    /// one that only holds a socket open loses it to the next that comes.
+    /// [`HANDSHAKE_GRACE`] (oldest first), then the one quiet longest of those that never
+    /// sent a request and are quiet for [`IDLE_GRACE`], then a younger one still in (or
+    /// just out of) its handshake, and only then a client's keep-alive connection quiet
+    /// for [`IDLE_GRACE`] (closing one races with a request the client may be sending).
+    /// One that served a request within [`IDLE_GRACE`] never gives way: when only those
+    /// are left, the new connection is refused. A client that is served keeps its
+    /// connection; one that only holds a socket open loses it to the next that comes.
     pub fn admit(self: &Arc<Self>) -> Admitted {
         self.admit_at(self.now_ms())
     }
@@ -226,8 +228,13 @@ impl Connections {
                     if !a.handshaken.load(Ordering::Relaxed) {
                         let old = now_ms.saturating_sub(a.opened_ms) >= grace;
                         Some((if old { 0 } else { 2 }, a.opened_ms, a))
-                    } else if quiet >= idle_grace {
+                    } else if quiet >= idle_grace && a.served.load(Ordering::Relaxed) == 0 {
+                        // Through its handshake and never a request: a socket held open.
                         Some((1, a.busy_ms.load(Ordering::Relaxed), a))
+                    } else if quiet >= idle_grace {
+                        // A client's pooled connection, quiet for a while: the last
+                        // resort, since a client may be sending on it as it closes.
+                        Some((3, a.busy_ms.load(Ordering::Relaxed), a))
                     } else if a.served.load(Ordering::Relaxed) == 0 {
                         // Just through its handshake, its first request yet to come.
                         Some((2, a.opened_ms, a))
@@ -521,6 +528,30 @@ mod tests {
         let (_later, gave_way) = admit(&connections, 14_000);
         assert!(gave_way);
         assert!(pooled.activity.evicted.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_quiet_client_connection_outlasts_sockets_that_never_sent_a_request() {
+        let connections = Connections::new(3, Gauge::default());
+        let (pooled, _) = admit(&connections, 0);
+        pooled.activity.handshaken();
+        drop(pooled.activity.request());
+        let (silent, _) = admit(&connections, 1_000);
+        silent.activity.handshaken();
+        let (young, _) = admit(&connections, 19_900);
+        // At 20 s: `pooled` has been quiet for 20 s, `silent` for 19 s without a request,
+        // `young` is 0.1 s into its handshake.
+        let evicted = |open: &Open| open.activity.evicted.load(Ordering::Relaxed);
+        let (_fourth, gave_way) = admit(&connections, 20_000);
+        assert!(gave_way);
+        assert!(
+            evicted(&silent),
+            "a socket that never sent a request goes first"
+        );
+        drop(silent);
+        let (_fifth, _) = admit(&connections, 20_001);
+        assert!(evicted(&young), "then a young handshake");
+        assert!(!evicted(&pooled), "a client's connection last");
     }
 
     #[test]
