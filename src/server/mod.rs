@@ -10,6 +10,8 @@ pub mod routes;
 pub mod tls;
 mod workers;
 
+pub use workers::on_connections_closed;
+
 use std::{
     future::Future,
     io,

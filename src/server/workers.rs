@@ -15,13 +15,47 @@ use std::{
     io,
     num::NonZeroUsize,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
     thread::JoinHandle,
+    time::Duration,
 };
 
 use tokio::{runtime, sync::oneshot, task::JoinSet};
+
+/// Run on a connection thread, by that thread, when connections have closed on it since
+/// the last time: see [`on_connections_closed`].
+static TIDY: OnceLock<fn()> = OnceLock::new();
+
+/// How often a connection thread looks whether connections closed on it.
+const TIDY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Sets what each connection thread runs, on itself, at most every [`TIDY_INTERVAL`] and
+/// only after connections closed on it: the binary gives back the memory the allocator
+/// keeps for the thread (a thread that goes quiet after a burst of connections would
+/// otherwise hold it). Set once, before serving; later calls are ignored.
+pub fn on_connections_closed(hook: fn()) {
+    let _ = TIDY.set(hook);
+}
+
+/// Runs the [`TIDY`] hook on this thread after connections closed on it; never returns.
+async fn tidy(closed: Arc<AtomicUsize>) {
+    let Some(hook) = TIDY.get() else {
+        return std::future::pending().await;
+    };
+    let mut seen = 0;
+    let mut tick = tokio::time::interval(TIDY_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = closed.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            hook();
+        }
+    }
+}
 
 /// The connection threads, stopped (their leftover tasks dropped) when this is dropped.
 pub struct Workers {
@@ -32,6 +66,8 @@ struct Worker {
     handle: runtime::Handle,
     /// Connections this thread is serving now.
     open: Arc<AtomicUsize>,
+    /// Connections this thread has finished serving.
+    closed: Arc<AtomicUsize>,
     /// Dropping it ends the thread.
     _stop: oneshot::Sender<()>,
     thread: JoinHandle<()>,
@@ -47,6 +83,8 @@ impl Workers {
                     .build()?;
                 let handle = runtime.handle().clone();
                 let (stop, stopped) = oneshot::channel::<()>();
+                let closed = Arc::<AtomicUsize>::default();
+                let tidy = tidy(closed.clone());
                 let thread = std::thread::Builder::new()
                     .name(format!("tandem-conn-{index}"))
                     .spawn(move || {
@@ -54,12 +92,16 @@ impl Workers {
                         // block_on, until `_stop` is dropped; dropping the runtime then
                         // drops what is left.
                         runtime.block_on(async {
-                            let _ = stopped.await;
+                            tokio::select! {
+                                _ = stopped => {}
+                                () = tidy => {}
+                            }
                         });
                     })?;
                 Ok(Worker {
                     handle,
                     open: Arc::default(),
+                    closed,
                     _stop: stop,
                     thread,
                 })
@@ -87,7 +129,7 @@ impl Workers {
             .enumerate()
             .min_by_key(|(_, worker)| worker.open.load(Ordering::Relaxed))
             .expect("at least one worker");
-        let open = Open::count(&worker.open);
+        let open = Open::count(&worker.open, &worker.closed);
         let serve = serve(index);
         tasks.spawn_on(
             async move {
@@ -112,18 +154,25 @@ impl Drop for Workers {
 }
 
 /// One open connection of a worker, for as long as its task lives.
-struct Open(Arc<AtomicUsize>);
+struct Open {
+    open: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+}
 
 impl Open {
-    fn count(open: &Arc<AtomicUsize>) -> Open {
+    fn count(open: &Arc<AtomicUsize>, closed: &Arc<AtomicUsize>) -> Open {
         open.fetch_add(1, Ordering::Relaxed);
-        Open(open.clone())
+        Open {
+            open: open.clone(),
+            closed: closed.clone(),
+        }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.closed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -199,5 +248,28 @@ mod tests {
             .unwrap();
         let ended = tasks.join_next().await.unwrap().unwrap_err();
         assert!(ended.is_cancelled(), "{ended}");
+    }
+
+    static TIDIED_ON: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    fn record() {
+        TIDIED_ON.lock().unwrap().push(thread_name());
+    }
+
+    #[tokio::test]
+    async fn a_thread_whose_connections_closed_runs_the_hook_on_itself() {
+        on_connections_closed(record);
+        let workers = Workers::start(NonZeroUsize::new(1).unwrap()).unwrap();
+        let mut tasks = JoinSet::new();
+        workers.spawn(&mut tasks, |_| async {});
+        tasks.join_next().await.unwrap().unwrap();
+        tokio::time::sleep(TIDY_INTERVAL + Duration::from_secs(1)).await;
+        let tidied = TIDIED_ON.lock().unwrap().clone();
+        assert!(tidied.contains(&"tandem-conn-0".to_string()), "{tidied:?}");
+        // Only ever on a connection thread (other tests' workers may have run it too).
+        assert!(
+            tidied.iter().all(|t| t.starts_with("tandem-conn-")),
+            "{tidied:?}"
+        );
     }
 }
