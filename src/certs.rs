@@ -63,6 +63,24 @@ pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
     ]
 }
 
+/// A serving certificate's parameters for `names` (the first is also the common name),
+/// validity left to the caller: the development certificate, `tandem certs` and the
+/// self-managed TLS of `tls_manager` all issue theirs from these.
+pub fn serving_params(names: &[String]) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(names.to_vec())?;
+    let common_name = names.first().map_or("tandem", String::as_str);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
 /// Writes a new CA and a certificate for `names` signed by it into `dir`, valid for `days`
 /// (the CA for ten times as long, so that the serving certificate can be renewed under it).
 pub fn write(dir: &Path, names: &[String], days: u32) -> Result<Written, CertsError> {
@@ -84,17 +102,7 @@ pub fn write(dir: &Path, names: &[String], days: u32) -> Result<Written, CertsEr
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
-    let mut params = CertificateParams::new(names.to_vec())?;
-    let common_name = names.first().map_or("tandem", String::as_str);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
+    let mut params = serving_params(names)?;
     params.not_before = now - Duration::hours(1);
     params.not_after = until(i64::from(days))?;
     let key = KeyPair::generate()?;

@@ -417,32 +417,9 @@ impl ServeArgs {
 /// A lifetime or interval: whole numbers with `d`, `h`, `m`, `s` or `ms`, e.g. `2160h`,
 /// `90d`, `1h30m`, `500ms`; positive, at most 100 years.
 pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration; accepted: 90d, 2160h, 1h30m, 10s, 500ms");
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = u32::try_from(number)
-            .ok()
-            .and_then(|n| unit.checked_mul(n))
-            .and_then(|d| total.checked_add(d))
-            .ok_or_else(bad)?;
-    }
+    let total = crate::pattern::sum_durations(text.trim(), true).ok_or_else(|| {
+        format!("{text:?} is not a duration; accepted: 90d, 2160h, 1h30m, 10s, 500ms")
+    })?;
     if total.is_zero() {
         return Err(format!("{text:?} is zero; accepted: a positive duration"));
     }

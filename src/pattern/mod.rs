@@ -16,7 +16,7 @@ pub use options::OptionSpec;
 use options::{AMBASSADOR, GIT_CLONE, LOG_SHIPPER, METRICS_ADAPTER};
 pub use values::{
     GitUrl, Upstream, check_dns_label, check_dns_subdomain, parse_bool, parse_duration,
-    parse_host_port, parse_port, parse_upstreams,
+    parse_host_port, parse_port, parse_upstreams, sum_durations,
 };
 
 /// A multi-container pattern tandem knows how to add to a pod.

@@ -76,33 +76,7 @@ pub fn parse_upstreams(value: &str) -> Result<Vec<Upstream<'_>>, String> {
 
 /// Go-style durations as Kubernetes and git-sync write them: `500ms`, `30s`, `1m30s`, `2h`.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let bad = || "is not a duration".to_string();
-    if value.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = value;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = unit
-            .checked_mul(u32::try_from(number).map_err(|_| bad())?)
-            .and_then(|d| total.checked_add(d))
-            .ok_or_else(bad)?;
-    }
+    let total = sum_durations(value, false).ok_or_else(|| "is not a duration".to_string())?;
     if total > Duration::from_secs(7 * 24 * 3600) {
         return Err("is longer than a week".into());
     }
@@ -110,6 +84,34 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         return Err("is zero".into());
     }
     Ok(total)
+}
+
+/// The sum of whole numbers with units, `1h30m` or `500ms` (`ms`, `s`, `m`, `h`, and `d`
+/// when `days`): `None` for anything else, an empty text, or an overflow. The one reader of
+/// durations for annotations and for the command line, each with its own bounds.
+pub fn sum_durations(text: &str, days: bool) -> Option<Duration> {
+    if text.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let number: u32 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" if days => Duration::from_secs(86_400),
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(unit.checked_mul(number)?)?;
+    }
+    Some(total)
 }
 
 pub(super) fn check_absolute_path(value: &str) -> Result<(), String> {

@@ -8,10 +8,7 @@
 
 use std::{collections::BTreeSet, net::IpAddr};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use time::OffsetDateTime;
 use x509_parser::{extensions::GeneralName, prelude::FromDer, x509::SubjectPublicKeyInfo};
@@ -217,17 +214,7 @@ pub fn issue_leaf(
 ) -> Result<Leaf, MaterialError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(ca.cert.der.as_slice()), ca_key)?;
-    let mut params = CertificateParams::new(names.to_vec())?;
-    let common_name = names.first().map_or("tandem", String::as_str);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
+    let mut params = crate::certs::serving_params(names)?;
     params.not_before = at(now - BACKDATE)?;
     params.not_after = at((now + lifetime).min(ca.cert.not_after))?;
     let key = KeyPair::generate()?;
